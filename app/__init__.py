@@ -1,0 +1,78 @@
+"""The HTTP edge of Jobgate: ``create_app(settings=None)``. Nothing here runs a job."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+from flask_smorest import Api
+
+from app import jobs, ops
+from app.auth import KeyRing, authenticate, check_bind_allowed
+from app.context import Jobgate, WaitSlots
+from app.errors import register_error_handlers
+from app.metrics import metrics_registry
+from app.ratelimit import limit_rate
+from app.schemas import ResultEntrySchema, submit_body_doc, submit_schemas
+from workers import registry
+from workers.celery_app import make_celery
+from workers.config import Settings
+from workers.store import JobStore
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper())
+    registry.load_job_modules(settings.job_modules)
+    keyring = KeyRing.from_settings(settings)
+    check_bind_allowed(settings, keyring)
+
+    app = Flask("jobgate")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body,
+        API_TITLE="Jobgate",
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    )
+    api = Api(app)
+    schemas = submit_schemas(settings, registry.all_types())
+    for schema in schemas.values():
+        api.spec.components.schema(schema.__name__, schema=schema)
+    api.spec.components.schema("SubmitRequest", submit_body_doc(schemas))
+    api.spec.components.schema("ResultEntry", schema=ResultEntrySchema)
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme(
+        "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
+    api.register_blueprint(jobs.blp)
+    api.register_blueprint(ops.blp)
+    register_error_handlers(app)
+    if settings.rate_limit:
+        limit_rate(app, settings)
+
+    store = JobStore.from_settings(settings)
+    store.warn_unless_noeviction()
+    app.extensions["jobgate"] = Jobgate(
+        settings=settings,
+        store=store,
+        celery=make_celery(settings),
+        keyring=keyring,
+        submit_schemas=schemas,
+        wait_slots=WaitSlots(settings.web_threads),
+        metrics=metrics_registry(store),
+    )
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.blueprint == jobs.blp.name:
+            authenticate(keyring)
+        else:
+            g.tenant = None
+
+    return app

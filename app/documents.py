@@ -1,0 +1,102 @@
+"""The status document (docs/api.md §2) and the advised next poll."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Response, url_for
+
+from workers.states import Status
+from workers.store import JobRecord
+
+# Polling advice is never longer than this, and at least one second.
+MAX_RETRY_AFTER = 10
+MIN_RETRY_AFTER = 1
+QUEUED_RETRY_AFTER = 2
+
+
+def iso(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def human(ms: int) -> str:
+    """'Mon Nov 23 10:24:15 GMT 2026', the seed's human-readable start."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%a %b %d %H:%M:%S GMT %Y")
+
+
+def links(job_id: str) -> dict[str, str]:
+    return {
+        "self": url_for("jobs.Job", job_id=job_id),
+        "result": url_for("jobs.JobResult", job_id=job_id),
+    }
+
+
+def status_document(record: JobRecord, *, expose_tracebacks: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": record.job_id,
+        "type": record.type,
+        "status": record.status.value,
+        "progress": record.progress,
+        "message": record.message,
+        "created_at": iso(record.created_ms),
+    }
+    if record.status is Status.INITIALIZED and record.queue_position is not None:
+        doc["queue_position"] = record.queue_position
+        doc["message"] = f"Queued (position {record.queue_position})"
+    if record.started_ms is not None:
+        doc["started_at"] = iso(record.started_ms)
+        doc["started"] = human(record.started_ms)
+    if record.attempt:
+        doc["attempt"] = record.attempt
+    doc["poll_timeout"] = record.poll_timeout
+    if record.deadline_ms is not None and not record.status.terminal:
+        doc["poll_deadline"] = iso(record.deadline_ms)
+    if record.finished_ms is not None:
+        doc["finished_at"] = iso(record.finished_ms)
+    if record.expires_ms is not None:
+        doc["expires_at"] = iso(record.expires_ms)
+    if record.result_json is not None:
+        # Stored as JSON text: embedded as is, never parsed and encoded again.
+        doc["result"] = orjson.Fragment(record.result_json)
+    if record.error is not None:
+        doc["error"] = public_error(record.error, expose_tracebacks=expose_tracebacks)
+    doc["links"] = links(record.job_id)
+    return doc
+
+
+def public_error(error: dict[str, Any], *, expose_tracebacks: bool) -> dict[str, Any]:
+    details = error.get("details")
+    if details and not expose_tracebacks and "traceback" in details:
+        details = {k: v for k, v in details.items() if k != "traceback"}
+        error = {**error, "details": details}
+    return error
+
+
+def retry_after(record: JobRecord) -> int:
+    """Seconds until the next poll is worth making.
+
+    From the progress rate: the estimated time left, capped at
+    MAX_RETRY_AFTER, never later than half the remaining poll window (so a
+    client that follows the advice never times its job out), at least 1 s.
+    """
+    advice: float = QUEUED_RETRY_AFTER
+    if record.status is Status.RUNNING and record.started_ms is not None:
+        elapsed = max(0.0, (record.now_ms - record.started_ms) / 1000)
+        if record.progress > 0:
+            advice = elapsed * (100 - record.progress) / record.progress
+        else:
+            advice = max(1.0, elapsed)
+    advice = min(advice, MAX_RETRY_AFTER)
+    if record.deadline_ms is not None:
+        advice = min(advice, (record.deadline_ms - record.now_ms) / 1000 / 2)
+    return max(MIN_RETRY_AFTER, math.floor(advice))
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    return response

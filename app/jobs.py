@@ -1,0 +1,436 @@
+"""The /v1 blueprint: submit, poll, fetch the result, list job types."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from flask import Response, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from app.context import jobgate
+from app.documents import json_response, links, public_error, retry_after, status_document
+from app.formats import choose_format, render, render_rows
+from app.schemas import (
+    MAX_WAIT,
+    JobListSchema,
+    JobSchema,
+    JobTypeListSchema,
+    ListQuery,
+    PollQuery,
+    ProblemSchema,
+    ResultQuery,
+    ResultsQuery,
+)
+from workers import registry
+from workers.errors import (
+    IdConflict,
+    JobExpired,
+    JobFailed,
+    JobNotFound,
+    MalformedJSON,
+    TooManyJobs,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from workers.keys import JobKeys, valid_id
+from workers.states import TERMINAL
+from workers.store import JobRecord, canonical_params, new_id
+
+blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit, poll and fetch jobs.")
+
+# How many index entries one filtered listing page may examine.
+LIST_SCAN_LIMIT = 1000
+# params may nest this deep (JSON objects and lists), no deeper.
+MAX_PARAMS_DEPTH = 32
+# Seconds a client refused for TOO_MANY_JOBS should wait before trying again.
+TOO_MANY_RETRY_AFTER = 5
+
+HEADERS = {
+    "Location": {"description": "The job's status URL.", "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds until the next poll.", "schema": {"type": "integer"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when an earlier submit with this id is answered again.",
+        "schema": {"type": "string"},
+    },
+}
+SUBMIT_REQUEST_REF = "#/components/schemas/SubmitRequest"
+RESULT_ENTRY_REF = "#/components/schemas/ResultEntry"
+PREFER = {
+    "in": "header",
+    "name": "Prefer",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "`respond-async` (wait 0) or `wait=N` (RFC 7240); "
+    "used when the body has no wait.",
+}
+
+
+def _problems(*statuses: int) -> Any:
+    """Document the problem+json answers of an operation."""
+
+    def decorate(func: Any) -> Any:
+        for status in statuses:
+            func = blp.alt_response(
+                status, schema=ProblemSchema, content_type="application/problem+json"
+            )(func)
+        return func
+
+    return decorate
+
+
+def job_keys(job_id: str) -> JobKeys:
+    """The caller's job; an id we could never have issued is simply unknown."""
+    if not valid_id(job_id):
+        raise JobNotFound(f"No job {job_id!r}.")
+    return JobKeys(g.tenant, job_id)
+
+
+def read_json_body() -> Any:
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        raise UnsupportedMediaType("The body must be JSON (Content-Type: application/json).")
+    try:
+        return orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
+
+
+def preferred_wait(prefer: str) -> tuple[float, str] | None:
+    """The wait asked for by a Prefer header (RFC 7240), and what was applied."""
+    for token in prefer.replace(";", ",").split(","):
+        name, _, value = token.strip().partition("=")
+        name = name.strip().lower()
+        if name == "respond-async":
+            return 0.0, "respond-async"
+        if name == "wait":
+            try:
+                seconds = min(MAX_WAIT, max(0.0, float(value.strip().strip('"'))))
+            except ValueError:
+                continue
+            return seconds, f"wait={seconds:g}"
+    return None
+
+
+def job_response(
+    record: JobRecord, *, created: bool = False, headers: dict[str, str] | None = None
+) -> Response:
+    """The status document with the status code and headers of its state."""
+    jg = jobgate()
+    doc = status_document(record, expose_tracebacks=jg.settings.expose_tracebacks)
+    headers = dict(headers or {})
+    if created:
+        headers["Location"] = doc["links"]["self"]
+    if record.status.terminal:
+        return json_response(doc, 201 if created else 200, headers)
+    headers["Retry-After"] = str(retry_after(record))
+    return json_response(doc, 202, headers)
+
+
+def wait_until_terminal(keys: JobKeys, after_id: str, seconds: float) -> None:
+    """Block (no polling) until the job is terminal or ``seconds`` have passed."""
+    store = jobgate().store
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        event = store.wait_for_event(keys, after_id, remaining)
+        if event is None:
+            return
+        after_id, status = event
+        if status in TERMINAL:
+            return
+
+
+@blp.route("/jobs")
+class Jobs(MethodView):
+    @blp.arguments(ListQuery, location="query", as_kwargs=True)
+    @blp.alt_response(200, schema=JobListSchema, description="The caller's jobs, newest first.")
+    @_problems(401, 422, 503)
+    def get(self, limit: int, **filters: Any) -> Response:
+        """List the caller's jobs, newest first (not a poll: heartbeats are not renewed)."""
+        records, cursor = list_jobs(
+            g.tenant, limit, filters.get("cursor"), filters.get("status"), filters.get("type")
+        )
+        expose = jobgate().settings.expose_tracebacks
+        jobs = [status_document(r, expose_tracebacks=expose) for r in records]
+        return json_response({"jobs": jobs, "next_cursor": cursor})
+
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": SUBMIT_REQUEST_REF}}},
+        },
+        parameters=[PREFER],
+    )
+    @blp.alt_response(201, schema=JobSchema, description="Finished within wait.", headers=HEADERS)
+    @blp.alt_response(
+        202, schema=JobSchema, description="Accepted; poll Location.", headers=HEADERS
+    )
+    @_problems(400, 401, 409, 413, 415, 422, 429, 503)
+    def post(self) -> Response:
+        """Submit a job."""
+        jg = jobgate()
+        data = load_submit(read_json_body())
+        job_type = registry.get(data["type"])
+        assert job_type is not None  # the per-type schema only admits registered types
+        params_json = stored_params(job_type.params().dump(data["params"]))
+
+        wait, applied = data.get("wait"), None
+        if wait is None:
+            wait, applied = preferred_wait(request.headers.get("Prefer", "")) or (
+                jg.settings.default_wait,
+                None,
+            )
+        keys = JobKeys(g.tenant, data.get("id") or new_id())
+        outcome = jg.store.create(
+            keys,
+            job_type.name,
+            params_json,
+            poll_timeout=data["poll_timeout"],
+            retention=data["retention"],
+            max_runtime=job_type.runtime_limit(jg.settings.max_runtime),
+        )
+        if outcome == "conflict":
+            raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")
+        if outcome == "tombstoned":
+            raise IdConflict(
+                f"Job id {keys.job_id!r} belonged to a job that expired; "
+                "it can be reused once its tombstone expires."
+            )
+        if outcome == "too_many":
+            raise TooManyJobs(
+                f"This tenant has {jg.settings.tenant_max_active} live jobs "
+                "(JOBGATE_TENANT_MAX_ACTIVE); submit again when one has ended.",
+                retry_after=TOO_MANY_RETRY_AFTER,
+            )
+        if outcome == "created":
+            jg.enqueue(keys, job_type)
+        with jg.wait_slots.claim() as may_wait:
+            if wait > 0 and may_wait:
+                wait_until_terminal(keys, "0-0", wait)
+        record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
+        headers = {}
+        if outcome == "exists":
+            headers["Idempotent-Replayed"] = "true"
+        if applied:
+            headers["Preference-Applied"] = applied
+        return job_response(record, created=True, headers=headers)
+
+
+def _field_errors(exc: ValidationError) -> dict[str, Any]:
+    messages = exc.messages
+    return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+def list_jobs(
+    tenant: str, limit: int, cursor: str | None, status: str | None, job_type: str | None
+) -> tuple[list[JobRecord], str | None]:
+    """A page of the tenant's jobs, newest first, keyed by an index score.
+
+    New jobs get higher scores than any cursor, so paging while jobs are added
+    has no duplicates and no gaps. With filters, at most LIST_SCAN_LIMIT index
+    entries are examined per page; a short page with a cursor means "go on".
+    """
+    store = jobgate().store
+    before = float(cursor) if cursor else None
+    # Filters skip entries, so read ahead more of the index per round trip.
+    batch_size = limit * 4 if (status or job_type) else limit
+    found: list[JobRecord] = []
+    scanned = 0
+    while len(found) < limit and scanned < LIST_SCAN_LIMIT:
+        batch = store.list_ids(tenant, before, batch_size)
+        records = store.read_many([JobKeys(tenant, i) for i, _ in batch], poll=False, inline_max=0)
+        gone = []
+        for (job_id, score), record in zip(batch, records, strict=True):
+            before, scanned = score, scanned + 1
+            if not isinstance(record, JobRecord):
+                gone.append(job_id)
+            elif status in (None, record.status) and job_type in (None, record.type):
+                found.append(record)
+                if len(found) == limit:
+                    break
+        store.forget(tenant, gone)
+        if len(batch) < batch_size and len(found) < limit:
+            return found, None  # the end of the index
+    return found, None if before is None else str(int(before))
+
+
+def several_results(tenant: str, ids: list[str]) -> dict[str, Any]:
+    jg = jobgate()
+    valid = [i for i in ids if valid_id(i)]
+    records = jg.store.read_many(
+        [JobKeys(tenant, i) for i in valid], poll=True, inline_max=jg.settings.inline_result_bytes
+    )
+    answers: dict[str, Any] = {i: {"status": "NOT_FOUND"} for i in ids}
+    for job_id, record in zip(valid, records, strict=True):
+        if isinstance(record, JobExpired):
+            answers[job_id] = {"status": "EXPIRED"}
+        elif isinstance(record, JobRecord):
+            answers[job_id] = result_entry(record, jg.settings.expose_tracebacks)
+    return answers
+
+
+def result_entry(record: JobRecord, expose_tracebacks: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": record.status.value}
+    if not record.status.terminal:
+        entry["progress"] = record.progress
+    elif record.error is not None:
+        entry["error"] = public_error(record.error, expose_tracebacks=expose_tracebacks)
+    elif record.result_json is not None:
+        entry["result"] = orjson.Fragment(record.result_json)
+    else:  # too large to inline
+        entry["links"] = {"result": links(record.job_id)["result"]}
+    return entry
+
+
+def depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def stored_params(params: dict[str, Any]) -> str:
+    """The params as Redis will hold them, within the limits of size and depth."""
+    if depth(params) > MAX_PARAMS_DEPTH:
+        raise ValidationFailed({"params": [f"Nested deeper than {MAX_PARAMS_DEPTH} levels."]})
+    try:
+        text = canonical_params(params)
+    except orjson.JSONEncodeError:
+        raise ValidationFailed({"params": ["Numbers must fit in 64 bits."]}) from None
+    limit = jobgate().settings.max_params_bytes
+    if len(text.encode()) > limit:
+        raise ValidationFailed(
+            {"params": [f"Over {limit} bytes as JSON (JOBGATE_MAX_PARAMS_BYTES)."]}
+        )
+    return text
+
+
+def load_submit(body: Any) -> dict[str, Any]:
+    """Validate a submit body with the schema of the job type it names."""
+    if not isinstance(body, dict):
+        raise ValidationFailed({"_schema": ["The body must be a JSON object."]})
+    name = body.get("type")
+    if name is None:
+        raise ValidationFailed({"type": ["Missing data for required field."]})
+    schema = jobgate().submit_schemas.get(name) if isinstance(name, str) else None
+    if schema is None:
+        known = ", ".join(sorted(jobgate().submit_schemas))
+        raise ValidationFailed({"type": [f"Not a registered job type; registered: {known}."]})
+    try:
+        data: dict[str, Any] = schema().load(body)
+    except ValidationError as exc:
+        raise ValidationFailed(_field_errors(exc)) from None
+    return data
+
+
+@blp.route("/jobs/<job_id>")
+class Job(MethodView):
+    @blp.arguments(PollQuery, location="query", as_kwargs=True)
+    @blp.alt_response(200, schema=JobSchema, description="DONE or FAILED.")
+    @blp.alt_response(202, schema=JobSchema, description="INITIALIZED or RUNNING.", headers=HEADERS)
+    @_problems(401, 404, 410, 422, 503)
+    def get(self, job_id: str, wait: float) -> Response:
+        """Poll a job: renews its heartbeat and returns its status document."""
+        jg = jobgate()
+        keys = job_keys(job_id)
+        inline = jg.settings.inline_result_bytes
+        record = jg.store.read(keys, poll=True, inline_max=inline)
+        if wait > 0 and not record.status.terminal:
+            with jg.wait_slots.claim() as may_wait:
+                changed = may_wait and jg.store.wait_for_event(keys, record.last_event_id, wait)
+            if changed:
+                record = jg.store.read(keys, poll=True, inline_max=inline)
+        return job_response(record)
+
+    @blp.alt_response(200, schema=JobSchema, description="Cancelled: FAILED/CANCELLED_BY_USER.")
+    @blp.alt_response(204, description="Was terminal: status and result deleted (410 from now).")
+    @_problems(401, 404, 410, 503)
+    def delete(self, job_id: str) -> Response:
+        """Cancel a live job, or delete a finished one."""
+        jg = jobgate()
+        keys = job_keys(job_id)
+        outcome = jg.store.cancel(keys)
+        if outcome == "missing":
+            raise JobNotFound(f"No job {job_id!r}.")
+        if outcome == "gone":
+            raise JobExpired(f"Job {job_id!r} has expired; its status and result are gone.")
+        if outcome == "deleted":
+            return Response(status=204)
+        return job_response(jg.store.read(keys, poll=False, inline_max=0))
+
+
+@blp.route("/jobs/results")
+class JobResults(MethodView):
+    @blp.arguments(ResultsQuery, location="query", as_kwargs=True)
+    @blp.alt_response(
+        200,
+        description="Per id: status and result or error; NOT_FOUND for unknown ids.",
+        schema={"type": "object", "additionalProperties": {"$ref": RESULT_ENTRY_REF}},
+    )
+    @_problems(401, 422, 503)
+    def get(self, ids: str) -> Response:
+        """Several jobs' results at once (each read is a poll)."""
+        wanted = list(dict.fromkeys(i for i in ids.split(",") if i))
+        return json_response(several_results(g.tenant, wanted))
+
+
+@blp.route("/jobs/<job_id>/result")
+class JobResult(MethodView):
+    @blp.arguments(ResultQuery, location="query", as_kwargs=True)
+    @blp.alt_response(200, description="The result, as json, ndjson or csv (Accept or ?format=).")
+    @blp.alt_response(204, description="Not finished yet.", headers=HEADERS)
+    @_problems(400, 401, 404, 406, 410, 422, 503)
+    def get(self, job_id: str, partial_rows: bool, format: str | None = None) -> Response:
+        """Fetch a job's result (also a poll); ``?partial=true`` while it runs."""
+        jg = jobgate()
+        keys = job_keys(job_id)
+        record = jg.store.read(keys, poll=True, inline_max=None)
+        fmt = choose_format(format, request.headers.get("Accept"))
+        if not record.status.terminal:
+            if partial_rows:
+                return partial_response(record, fmt)
+            return Response(status=204, headers={"Retry-After": str(retry_after(record))})
+        if record.error is not None:
+            error = public_error(record.error, expose_tracebacks=jg.settings.expose_tracebacks)
+            raise JobFailed(error.get("message", "The job failed."), error=error)
+        body, content_type = render(record.result_json or "null", fmt)
+        return Response(body, content_type=content_type)
+
+
+def partial_response(record: JobRecord, fmt: str) -> Response:
+    job_type = registry.get(record.type)
+    columns = list(job_type.columns) if job_type and job_type.columns else None
+    rows = jobgate().store.partial_rows(record.keys)
+    body, content_type = render_rows(rows, fmt, columns)
+    headers = {"Jobgate-Partial": "true", "Retry-After": str(retry_after(record))}
+    return Response(body, content_type=content_type, headers=headers)
+
+
+@blp.route("/job-types")
+class JobTypes(MethodView):
+    @blp.alt_response(200, schema=JobTypeListSchema, description="Registered job types.")
+    @_problems(401)
+    def get(self) -> Response:
+        """List the registered job types."""
+        default = jobgate().settings.max_runtime
+        types = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "params_schema": t.params_json_schema(),
+                "max_runtime": t.runtime_limit(default),
+                "max_attempts": t.max_attempts,
+                "tabular": t.tabular,
+            }
+            for t in registry.all_types()
+        ]
+        return json_response({"job_types": types})

@@ -1,0 +1,73 @@
+"""GET /metrics: Prometheus text, from Redis at scrape time.
+
+The job counters are kept in Redis by the same Lua scripts that make the
+transitions (``jobgate:stats``), so every API process, on any machine, reports
+the same numbers and nothing needs prometheus_client's multiprocess files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from workers.errors import BackendUnavailable
+from workers.store import JobStore
+
+
+class JobgateCollector(Collector):
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("jobgate_redis_up", "1 when Redis answered this scrape.")
+        try:
+            snapshot = self.store.metrics_snapshot()
+        except BackendUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        stats: dict[str, int] = snapshot["stats"]
+        submitted = CounterMetricFamily("jobgate_jobs_submitted", "Jobs accepted.")
+        submitted.add_metric([], stats.get("submitted", 0))
+        yield submitted
+        finished = CounterMetricFamily(
+            "jobgate_jobs_finished",
+            "Jobs that ended, by status and error code.",
+            labels=["status", "code"],
+        )
+        for field, value in sorted(stats.items()):
+            if field.startswith("finished:"):
+                _, status, code = field.split(":", 2)
+                finished.add_metric([status, code], value)
+        yield finished
+        queue = self.store.settings.queue
+        queued = GaugeMetricFamily(
+            "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]
+        )
+        queued.add_metric([queue], snapshot["queued"])
+        yield queued
+        messages = GaugeMetricFamily(
+            "jobgate_broker_messages", "Messages in the Celery queue.", labels=["queue"]
+        )
+        messages.add_metric([queue], snapshot["messages"])
+        yield messages
+        workers = GaugeMetricFamily(
+            "jobgate_workers_alive", "Workers that wrote a heartbeat in the last 30 s."
+        )
+        workers.add_metric([], snapshot["workers"])
+        yield workers
+
+
+def metrics_registry(store: JobStore) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobgateCollector(store))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

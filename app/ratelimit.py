@@ -1,0 +1,78 @@
+"""Per-key request rates (JOBGATE_RATE_LIMIT) with Flask-Limiter.
+
+The counters live in the job Redis under ``jobgate:ratelimit`` (each with its
+window's TTL), so every API process shares them. A request is counted against
+its API key (as a digest: keys are never stored or logged), or against its
+client address when auth is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from flask import Flask, Response
+from flask_limiter import HeaderNames, Limiter
+from flask_limiter.util import get_remote_address
+
+from app import jobs
+from app.auth import presented_key
+from workers import keys as keyspace
+from workers.config import Settings
+
+
+def rate_key() -> str:
+    key = presented_key()
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return "addr:" + get_remote_address()
+
+
+# Flask-Limiter would write Retry-After on *every* response (the time until
+# its window resets), overwriting a poll's own advice; it writes here instead,
+# and settle_retry_after decides what the client sees.
+LIMITER_RETRY_AFTER = "X-Jobgate-Limiter-Retry-After"
+
+
+def settle_retry_after(response: Response) -> Response:
+    """Give the limiter's 429 a Retry-After that is never too early.
+
+    Flask-Limiter computes ``int(reset_at - now)``, which truncates and says
+    ``0`` in the last fraction of a second before the window moves: a client
+    that obeys it is refused again. Round up from the reset time instead. Any
+    other response keeps the Retry-After its endpoint chose (a poll's advice,
+    the tenant cap's 429).
+    """
+    response.headers.pop(LIMITER_RETRY_AFTER, None)
+    reset = response.headers.get("X-RateLimit-Reset")
+    if response.status_code == 429 and reset is not None and "Retry-After" not in response.headers:
+        seconds = math.ceil(float(reset) - time.time())
+        response.headers["Retry-After"] = str(max(1, seconds))
+    return response
+
+
+def limit_rate(app: Flask, settings: Settings) -> Limiter:
+    # Flask runs after-request hooks last-registered first: registered before
+    # the limiter's own, this one sees the headers the limiter has written.
+    app.after_request(settle_retry_after)
+    limiter = Limiter(
+        key_func=rate_key,
+        app=app,
+        storage_uri=settings.redis_url,
+        storage_options={
+            "key_prefix": keyspace.RATE_LIMIT_PREFIX,
+            # Whole seconds: the options are typed str | int.
+            "socket_timeout": math.ceil(settings.redis_timeout),
+            "socket_connect_timeout": math.ceil(settings.redis_timeout),
+        },
+        strategy="moving-window",
+        headers_enabled=True,
+        header_name_mapping={HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER},
+        # When Redis is down the job endpoints answer 503 anyway; the limiter
+        # must not turn that into a different error.
+        swallow_errors=True,
+    )
+    # One budget per key across every /v1 endpoint, not one per endpoint.
+    limiter.shared_limit(settings.rate_limit, scope="v1")(jobs.blp)
+    return limiter

@@ -1,0 +1,260 @@
+"""marshmallow schemas: the single description of each request and response.
+
+Requests are validated with them; ``/openapi.json`` is generated from them.
+The bounds of ``wait``, ``poll_timeout`` and ``retention`` are the operator's
+settings, so the submit schema is made per app from its ``Settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from app.formats import FORMATS
+from workers.config import Settings
+from workers.keys import ID_PATTERN, valid_id
+from workers.registry import JobType
+from workers.states import ErrorCode, Status
+
+MAX_WAIT = 60
+MAX_POLL_WAIT = 30
+MAX_LIST_LIMIT = 100
+MAX_RESULTS_IDS = 100
+
+
+# /v1/jobs/results is a route, so no job may be called "results".
+RESERVED_IDS = ("results",)
+
+
+def _job_id(value: str) -> None:
+    if not valid_id(value):
+        raise ValidationError("An id is 1-64 characters of A-Z a-z 0-9 . _ -")
+    if value in RESERVED_IDS:
+        raise ValidationError(f"{value!r} is reserved: it names a route.")
+
+
+def _bounded_clock(low: int, high: int, *, allow_zero: bool, name: str) -> Any:
+    def check(value: int) -> None:
+        if allow_zero and value == 0:
+            return
+        if not low <= value <= high:
+            zero = " or 0 (no heartbeat)" if allow_zero else ""
+            raise ValidationError(f"{name} must be between {low} and {high}{zero}.")
+
+    return check
+
+
+def _submit_base(settings: Settings) -> type[Schema]:
+    """The POST /v1/jobs fields every job type shares, with this deployment's bounds."""
+
+    class SubmitCommon(Schema):
+        id = fields.String(
+            validate=_job_id,
+            metadata={
+                "description": "Client-chosen id; makes the submit idempotent.",
+                "pattern": ID_PATTERN,
+                "not": {"enum": list(RESERVED_IDS)},
+            },
+        )
+        wait = fields.Float(
+            validate=validate.Range(0, MAX_WAIT),
+            allow_nan=False,
+            metadata={
+                "description": "Seconds this request may wait for the job to finish "
+                f"(default {settings.default_wait:g})."
+            },
+        )
+        poll_timeout = fields.Integer(
+            strict=True,
+            load_default=settings.poll_timeout_default,
+            validate=_bounded_clock(
+                settings.poll_timeout_min,
+                settings.poll_timeout_max,
+                allow_zero=True,
+                name="poll_timeout",
+            ),
+            metadata={
+                "description": "Seconds without a poll before the job is cancelled "
+                f"({settings.poll_timeout_min}-{settings.poll_timeout_max}, 0 = no heartbeat).",
+                # "0, or min..max": a rule the validator above enforces and
+                # the document must state, so clients (and fuzzers) see it.
+                "anyOf": [
+                    {"enum": [0]},
+                    {"minimum": settings.poll_timeout_min, "maximum": settings.poll_timeout_max},
+                ],
+            },
+        )
+        retention = fields.Integer(
+            strict=True,
+            load_default=settings.retention_default,
+            validate=validate.Range(settings.retention_min, settings.retention_max),
+            metadata={
+                "description": "Seconds a finished job stays readable "
+                f"({settings.retention_min}-{settings.retention_max})."
+            },
+        )
+
+    return SubmitCommon
+
+
+def _has_required_fields(schema: type[Schema]) -> bool:
+    return any(f.required for f in schema().fields.values())
+
+
+def submit_schemas(settings: Settings, job_types: list[JobType]) -> dict[str, type[Schema]]:
+    """One submit schema per job type: its name as ``type``, its params schema
+    as ``params``. They validate the request and, as a discriminated oneOf,
+    are the request body of POST /v1/jobs in the OpenAPI document."""
+    base = _submit_base(settings)
+    schemas: dict[str, type[Schema]] = {}
+    for job_type in job_types:
+        if _has_required_fields(job_type.params):
+            params = fields.Nested(job_type.params, required=True)
+        else:
+            params = fields.Nested(job_type.params, load_default=dict)
+        attrs = {
+            "type": fields.String(required=True, validate=validate.OneOf([job_type.name])),
+            "params": params,
+        }
+        schemas[job_type.name] = type(f"Submit_{job_type.name}", (base,), attrs)
+    return schemas
+
+
+def submit_body_doc(schemas: dict[str, type[Schema]]) -> dict[str, Any]:
+    """The OpenAPI request body: one of the per-type schemas, by ``type``."""
+    refs = {name: f"#/components/schemas/{schema.__name__}" for name, schema in schemas.items()}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "type", "mapping": refs},
+    }
+
+
+class PollQuery(Schema):
+    wait = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(0, MAX_POLL_WAIT),
+        allow_nan=False,
+        metadata={
+            "description": "Long poll: answer when status or progress changes, or after wait s."
+        },
+    )
+
+
+class ResultQuery(Schema):
+    format = fields.String(
+        validate=validate.OneOf(FORMATS),
+        metadata={"description": "json (default), ndjson or csv; wins over Accept."},
+    )
+    # Named apart from Schema.partial; the query parameter is still ?partial=.
+    partial_rows = fields.Boolean(
+        data_key="partial",
+        load_default=False,
+        metadata={"description": "While RUNNING: the rows published so far."},
+    )
+
+
+class ListQuery(Schema):
+    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
+    type = fields.String(validate=validate.Length(1, 200))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, MAX_LIST_LIMIT))
+    # Opaque to clients; in fact a position in the tenant's index, so any
+    # string of this form is a valid place to continue from.
+    cursor = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,19}$"),
+        metadata={"description": "Opaque: the next_cursor of the previous page."},
+    )
+
+
+class ResultsQuery(Schema):
+    ids = fields.String(
+        required=True,
+        # At most MAX_RESULTS_IDS comma-separated entries; empty ones are ignored.
+        validate=validate.Regexp(rf"^[^,]{{0,64}}(,[^,]{{0,64}}){{0,{MAX_RESULTS_IDS - 1}}}$"),
+        metadata={"description": f"Comma-separated job ids, at most {MAX_RESULTS_IDS}."},
+    )
+
+
+class JobErrorSchema(Schema):
+    id = fields.String()
+    code = fields.String(validate=validate.OneOf([c.value for c in ErrorCode]))
+    message = fields.String()
+    retryable = fields.Boolean()
+    details = fields.Dict()
+
+
+class LinksSchema(Schema):
+    self = fields.String()
+    result = fields.String()
+
+
+class JobSchema(Schema):
+    """The status document (docs/api.md §2): absent fields do not apply."""
+
+    id = fields.String(required=True)
+    type = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in Status]))
+    progress = fields.Integer(required=True, validate=validate.Range(0, 100))
+    message = fields.String(required=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    started_at = fields.String(metadata={"format": "date-time"})
+    started = fields.String(metadata={"example": "Mon Nov 23 10:24:15 GMT 2026"})
+    queue_position = fields.Integer(metadata={"description": "While INITIALIZED: 0 is next."})
+    attempt = fields.Integer()
+    poll_timeout = fields.Integer(required=True)
+    poll_deadline = fields.String(metadata={"format": "date-time"})
+    finished_at = fields.String(metadata={"format": "date-time"})
+    expires_at = fields.String(metadata={"format": "date-time"})
+    result = fields.Raw(metadata={"description": "Inline when DONE and at most 64 KiB."})
+    error = fields.Nested(JobErrorSchema)
+    links = fields.Nested(LinksSchema, required=True)
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details, plus ``code`` and, for validation, ``errors``."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    errors = fields.Dict()
+    error = fields.Nested(JobErrorSchema)
+    formats = fields.List(fields.String(), metadata={"description": "With 406: what to ask for."})
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    next_cursor = fields.String(
+        required=True, allow_none=True, metadata={"description": "null on the last page."}
+    )
+
+
+class ResultEntrySchema(Schema):
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf([*(s.value for s in Status), "NOT_FOUND", "EXPIRED"]),
+    )
+    progress = fields.Integer()
+    result = fields.Raw()
+    error = fields.Nested(JobErrorSchema)
+    links = fields.Nested(LinksSchema)
+
+
+class JobTypeSchema(Schema):
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    params_schema = fields.Dict(required=True, metadata={"description": "JSON schema of params."})
+    max_runtime = fields.Integer(required=True)
+    max_attempts = fields.Integer(required=True)
+    tabular = fields.Boolean(required=True)
+
+
+class JobTypeListSchema(Schema):
+    job_types = fields.List(fields.Nested(JobTypeSchema), required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    redis = fields.Boolean()
+    workers = fields.List(fields.String())

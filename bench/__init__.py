@@ -1,0 +1,1 @@
+"""``python -m bench``: Jobgate against bare Flask + Redis and bare Celery (issue 7)."""

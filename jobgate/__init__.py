@@ -1,0 +1,1 @@
+"""Jobgate's command line and developer tools (``jobgate web|worker|flower|run``)."""

@@ -1,0 +1,214 @@
+"""``jobgate``: start the API, a worker, Flower, or everything at once (``run``).
+
+Each service command validates the configuration first (a bad ``JOBGATE_*``
+value stops it with a message naming the variable) and then *replaces itself*
+with the real server process (gunicorn, celery), so a supervisor's signals
+reach that process directly: SIGTERM to a worker is Celery's warm shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import NoReturn
+
+from jobgate.redis_server import RedisServer, RedisServerError, answers
+from workers.config import Settings
+from workers.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+DEMO_BODY = '{"type": "demo.count", "params": {"n": 100, "delay": 0.05}, "wait": 0}'
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"jobgate: invalid configuration: {exc.detail}")
+
+
+def _exec(argv: list[str]) -> NoReturn:
+    """Become ``argv[0]`` from this interpreter's bin directory (or PATH)."""
+    binary = Path(sys.executable).parent / argv[0]
+    program = str(binary) if binary.exists() else (shutil.which(argv[0]) or argv[0])
+    sys.stdout.flush()
+    os.execv(program, [program, *argv[1:]])
+
+
+def cmd_web(_: argparse.Namespace) -> NoReturn:
+    settings = _settings()
+    from app.auth import KeyRing, check_bind_allowed  # noqa: PLC0415 - only this command needs Flask
+
+    try:
+        check_bind_allowed(settings, KeyRing.from_settings(settings))
+    except ConfigError as exc:
+        sys.exit(f"jobgate: refusing to start: {exc.detail}")
+    _exec(
+        [
+            "gunicorn",
+            # gthread: a long poll or a submit's wait parks one thread, not a process.
+            "--worker-class", "gthread",
+            "--workers", str(settings.web_workers),
+            "--threads", str(settings.web_threads),
+            "--bind", f"{settings.bind_host}:{settings.port}",
+            "--graceful-timeout", "30",
+            "--timeout", "90",
+            "--access-logfile", "-",
+            "app:create_app()",
+        ]
+    )  # fmt: skip
+
+
+def cmd_worker(_: argparse.Namespace) -> NoReturn:
+    settings = _settings()
+    _exec(
+        [
+            "celery", "--app", "workers.worker", "worker",
+            "--events",  # task events, for Flower
+            "--concurrency", str(settings.worker_concurrency),
+            "--queues", settings.queue,
+            "--hostname", "jobgate@%h",
+            "--loglevel", settings.log_level,
+        ]
+    )  # fmt: skip
+
+
+def cmd_flower(_: argparse.Namespace) -> NoReturn:
+    settings = _settings()
+    if not settings.flower_password:
+        sys.exit("jobgate: Flower never runs without basic auth: set JOBGATE_FLOWER_PASSWORD")
+    # Through the environment, not argv: the password must not show in `ps`.
+    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password}"
+    _exec(
+        [
+            # Flower's options are tornado's: only the --name=value form works.
+            "celery", "--app", "workers.worker", "flower",
+            f"--address={settings.bind_host}",
+            f"--port={settings.flower_port}",
+        ]
+    )  # fmt: skip
+
+
+def _choose_redis(embedded_only: bool = False) -> tuple[str, RedisServer | None]:
+    """REDIS_URL if set (it must answer), else a local Redis, else an embedded one."""
+    url = os.environ.get("JOBGATE_REDIS_URL") or os.environ.get("REDIS_URL")
+    if url and not embedded_only:
+        if not answers(url):
+            sys.exit(f"jobgate: no Redis answers at {url} (from REDIS_URL/JOBGATE_REDIS_URL)")
+        return url, None
+    if not embedded_only and answers(LOCAL_REDIS, timeout=0.5):
+        return LOCAL_REDIS, None
+    try:
+        server = RedisServer().start()
+    except RedisServerError as exc:
+        sys.exit(f"jobgate: cannot start an embedded Redis: {exc}")
+    return server.url, server
+
+
+def _banner(settings: Settings, redis_url: str, embedded: bool, password: str) -> str:
+    api = f"http://127.0.0.1:{settings.port}"
+    flower = f"http://127.0.0.1:{settings.flower_port}"
+    which = "embedded redis-server (stopped on exit)" if embedded else "existing Redis"
+    return f"""
+  Jobgate is running.
+    API      {api}   (OpenAPI: {api}/openapi.json)
+    Flower   {flower}   user {settings.flower_user!r} password {password!r}
+    Redis    {redis_url}   ({which})
+
+  Submit a demo job, then poll the Location it answers with:
+    curl -si -X POST {api}/v1/jobs -H 'Content-Type: application/json' -d '{DEMO_BODY}'
+
+  Ctrl-C stops everything.
+"""
+
+
+def _announce_when_up(port: int, text: str, stop: threading.Event) -> None:
+    url = f"http://127.0.0.1:{port}/healthz"
+    while not stop.wait(0.3):
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                print(text, flush=True)
+                return
+        except OSError:
+            continue
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Everything for a developer: Redis, API, worker, Flower, in the foreground."""
+    settings = _settings()
+    redis_url, embedded = _choose_redis(embedded_only=args.embedded_redis)
+    password = settings.flower_password or secrets.token_urlsafe(12)
+    env = dict(os.environ)
+    env.update(
+        JOBGATE_REDIS_URL=redis_url,
+        JOBGATE_FLOWER_PASSWORD=password,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("REDIS_URL", None)
+    command = [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / args.procfile)]
+    command += ["-d", str(ROOT)]
+    if args.processes:
+        command += args.processes.split(",")
+    honcho = subprocess.Popen(command, env=env, cwd=ROOT)
+    stop = threading.Event()
+    text = _banner(settings, redis_url, embedded is not None, password)
+    threading.Thread(
+        target=_announce_when_up, args=(settings.port, text, stop), daemon=True
+    ).start()
+
+    def forward(signum: int, _frame: object) -> None:
+        if honcho.poll() is None:
+            honcho.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        code = _wait(honcho)
+    finally:
+        stop.set()
+        if embedded is not None:
+            embedded.close()
+    return code
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    while True:
+        try:
+            return process.wait()
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
+            time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobgate", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("web", help="the API under gunicorn").set_defaults(func=cmd_web)
+    sub.add_parser("worker", help="a Celery worker").set_defaults(func=cmd_worker)
+    sub.add_parser("flower", help="Flower, behind basic auth").set_defaults(func=cmd_flower)
+    run = sub.add_parser("run", help="Redis (if needed), API, worker and Flower, for development")
+    run.add_argument("--procfile", default="Procfile")
+    run.add_argument("--processes", default="", help="comma-separated Procfile entries to start")
+    run.add_argument(
+        "--embedded-redis",
+        action="store_true",
+        help="always start a private, throwaway redis-server (ignore REDIS_URL and :6379)",
+    )
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers and job types shared by the tests."""

@@ -1,0 +1,119 @@
+"""Real processes for integration tests: a Celery worker and a gunicorn API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from jobgate.redis_server import free_port
+from workers.config import Settings
+from workers.store import JobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    """Wait for a condition (not for a fixed time); fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBGATE_")}
+    env.pop("REDIS_URL", None)
+    env.update(settings.to_env())
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Process:
+    """A child process with its output in a log file, stopped by SIGTERM."""
+
+    def __init__(self, argv: list[str], settings: Settings, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv, env=child_env(settings), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+        return self.popen.returncode
+
+
+def start_worker(settings: Settings, store: JobStore, log_dir: Path, name: str) -> Process:
+    argv = [
+        str(BIN / "celery"), "--app", "workers.worker", "worker",
+        "--pool", "prefork",
+        "--concurrency", str(settings.worker_concurrency),
+        "--queues", settings.queue,
+        "--hostname", f"{name}@%h",
+        "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    worker = Process(argv, settings, log_dir / f"{name}.log")
+    try:
+        wait_until(
+            lambda: not worker.alive() or any(w.startswith(name) for w in store.workers_seen()),
+            60,
+            f"worker {name} to start",
+        )
+    except AssertionError:
+        worker.stop()
+        raise
+    if not worker.alive():
+        raise RuntimeError(f"worker {name} died:\n{worker.output()}")
+    return worker
+
+
+class LiveServer(Process):
+    """``jobgate web`` (gunicorn) on a free port."""
+
+    def __init__(
+        self, settings: Settings, log_dir: Path, web_workers: int = 1, web_threads: int = 8
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = settings.with_overrides(
+            port=self.port, web_workers=web_workers, web_threads=web_threads
+        )
+        log = log_dir / f"gunicorn-{self.port}.log"
+        super().__init__([str(BIN / "jobgate"), "web"], settings, log)
+        wait_until(self._up, 30, "gunicorn to answer /healthz")
+
+    def _up(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"gunicorn died:\n{self.output()}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False

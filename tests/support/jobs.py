@@ -1,0 +1,47 @@
+"""Job types that only the tests load (JOBGATE_JOB_MODULES=tests.support.jobs)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from workers.registry import job
+from workers.runtime import JobContext, JobStopped
+
+
+class SecondsParams(Schema):
+    seconds = fields.Float(load_default=30.0, validate=validate.Range(0, 600))
+
+
+@job("test.stubborn", params=SecondsParams, description="Ignores every stop request.")
+def stubborn(ctx: JobContext, seconds: float) -> str:
+    """Swallows JobStopped and keeps running: only the forced stop can end it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except JobStopped:
+            continue
+    return "survived"
+
+
+@job("test.slow", params=SecondsParams, max_runtime=2, description="Sleeps past its 2 s limit.")
+def slow(ctx: JobContext, seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+class SizeParams(Schema):
+    size = fields.Integer(required=True, validate=validate.Range(0, 64 * 1024 * 1024))
+
+
+@job("test.big", params=SizeParams, description="Returns a string of `size` characters.")
+def big(ctx: JobContext, size: int) -> str:
+    return "x" * size
+
+
+@job("test.not_json", description="Returns something JSON cannot hold.")
+def not_json(ctx: JobContext) -> Any:
+    return {1, 2, 3}

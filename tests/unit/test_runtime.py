@@ -1,0 +1,219 @@
+"""workers/runtime.py JobContext: throttled progress writes and the cooperative stop."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from workers import runtime
+from workers.keys import JobKeys
+from workers.runtime import PROGRESS_MIN_INTERVAL, JobContext, JobStopped
+from workers.store import JobStore
+
+CALLS = 100_000
+
+
+class CountingStore:
+    """Stands in for JobStore: counts report() calls and answers ``status``."""
+
+    def __init__(self, status: str = "RUNNING") -> None:
+        self.status = status
+        self.reports: list[tuple[int | None, str, str]] = []
+
+    def report(
+        self, keys: JobKeys, percent: int | None = None, message: str = "", rows: str = ""
+    ) -> str:
+        self.reports.append((percent, message, rows))
+        return self.status
+
+
+class FakeClock:
+    """time.monotonic that moves ``step`` seconds at each call."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def context(store: CountingStore) -> JobContext:
+    return JobContext(cast(JobStore, store), JobKeys("t1", "job-1"))
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """100 000 calls take one second of (fake) time."""
+    clock = FakeClock(step=1.0 / CALLS)
+    monkeypatch.setattr(runtime, "time", SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
+def test_fast_progress_loop_is_throttled(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    for step in range(CALLS):
+        ctx.progress(step * 100 // CALLS, f"step {step}")
+
+    # One write per integer percent (100), plus at most one per 100 ms (10).
+    assert 100 <= len(store.reports) <= 110
+    assert ctx.writes == len(store.reports)
+
+
+def test_fast_progress_loop_is_throttled_in_real_time() -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    started = time.monotonic()
+    for step in range(CALLS):
+        ctx.progress(step * 100 // CALLS)
+    elapsed = time.monotonic() - started
+
+    assert len(store.reports) <= 100 + elapsed / PROGRESS_MIN_INTERVAL + 1
+
+
+def test_unchanged_percent_writes_at_most_every_100_ms(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    for _ in range(CALLS):
+        ctx.progress(50, "same")
+
+    assert 1 <= len(store.reports) <= 11  # one second of fake time
+
+
+def test_every_new_percent_is_written_at_once() -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    ctx.progress(1)
+    ctx.progress(2)
+    ctx.progress(3)
+
+    assert [percent for percent, _, _ in store.reports] == [1, 2, 3]
+
+
+def test_held_back_message_goes_with_the_next_write(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    ctx.progress(10, "step 1")
+    ctx.progress(10, "step 2")  # within 100 ms, same percent: held back
+    assert len(store.reports) == 1
+    ctx.progress(11)
+
+    assert store.reports[-1] == (11, "Running: step 2", "")
+
+
+def test_unchanged_percent_is_written_again_after_100_ms(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+    ctx.progress(10, "step 1")
+
+    fake_clock.advance(PROGRESS_MIN_INTERVAL * 1.5)
+    ctx.progress(10, "step 2")
+
+    assert store.reports == [(10, "Running: step 1", ""), (10, "Running: step 2", "")]
+
+
+def test_published_rows_go_with_the_next_write() -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    ctx.publish([{"step": 0}, {"step": 1}])
+    ctx.progress(5)
+
+    assert store.reports == [(5, "", '{"step":0}\n{"step":1}\n')]
+
+
+def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+    ctx.progress(10)
+
+    ctx.publish([{"blob": "x" * (runtime.PUBLISH_FLUSH_BYTES + 1)}])
+    ctx.progress(10)
+
+    assert len(store.reports) == 2
+    assert store.reports[-1][2].startswith('{"blob":"xxx')
+
+
+def test_percent_is_clamped_to_0_100() -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    ctx.progress(-5)
+    ctx.progress(250)
+
+    assert [percent for percent, _, _ in store.reports] == [0, 100]
+
+
+@pytest.mark.parametrize("status", ["FAILED", "DONE", "INITIALIZED", "missing", "gone"])
+def test_progress_raises_job_stopped_unless_running(status: str) -> None:
+    store = CountingStore(status=status)
+    ctx = context(store)
+
+    with pytest.raises(JobStopped) as stopped:
+        ctx.progress(10, "step 1")
+
+    assert stopped.value.status == status
+    assert ctx.stop_requested
+
+
+def test_stopped_job_raises_without_asking_the_store_again() -> None:
+    store = CountingStore(status="FAILED")
+    ctx = context(store)
+    with pytest.raises(JobStopped):
+        ctx.progress(10)
+
+    with pytest.raises(JobStopped):
+        ctx.progress(20)
+    with pytest.raises(JobStopped):
+        ctx.check()
+
+    assert len(store.reports) == 1
+
+
+def test_job_stopped_is_not_an_exception() -> None:
+    """A job's own ``except Exception`` must not swallow the stop."""
+    assert not issubclass(JobStopped, Exception)
+
+
+def test_check_raises_job_stopped_when_cancelled() -> None:
+    store = CountingStore(status="FAILED")
+    ctx = context(store)
+
+    with pytest.raises(JobStopped):
+        ctx.check()
+
+    assert store.reports == [(None, "", "")]
+
+
+def test_check_is_throttled(fake_clock: FakeClock) -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    for _ in range(CALLS):
+        ctx.check()
+
+    assert 1 <= len(store.reports) <= 11
+
+
+def test_request_stop_makes_the_next_progress_raise() -> None:
+    store = CountingStore()
+    ctx = context(store)
+
+    ctx.request_stop("FAILED")
+
+    with pytest.raises(JobStopped):
+        ctx.progress(10)
+    assert store.reports == []

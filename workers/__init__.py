@@ -1,0 +1,1 @@
+"""The Celery side of Jobgate and the job domain: store, runtime, job types."""

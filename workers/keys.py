@@ -1,0 +1,110 @@
+"""Every Redis key name Jobgate uses. A literal ``jobgate:`` elsewhere is a bug.
+
+All keys of one job share the hash tag ``{tenant:id}`` so they live in one
+Redis Cluster slot and one Lua script may change them together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "jobgate:"
+WORKERS = PREFIX + "workers"
+# A counter that makes index scores unique within a millisecond.
+SEQUENCE = PREFIX + "seq"
+
+
+def queue_index(queue: str) -> str:
+    """Sorted set of a queue's waiting jobs (``tenant:id``), in enqueue order."""
+    return f"{PREFIX}queue:{queue}"
+
+
+def tenant_index(tenant: str) -> str:
+    """Sorted set of a tenant's job ids, newest last, for listing."""
+    return f"{PREFIX}tenant:{tenant}:jobs"
+
+
+def tenant_listed(tenant: str) -> str:
+    """Sorted set of the tenant's listed job ids, scored by when their last key expires."""
+    return f"{PREFIX}tenant:{tenant}:listed"
+
+
+def tenant_active(tenant: str) -> str:
+    """Sorted set of a tenant's live job ids, scored by when each stops being live."""
+    return f"{PREFIX}tenant:{tenant}:active"
+
+
+# Hash of job counters for /metrics (submitted, finished by status and code).
+STATS = PREFIX + "stats"
+
+# Prefix of the rate limiter's counters (Flask-Limiter / limits).
+RATE_LIMIT_PREFIX = PREFIX + "ratelimit"
+
+
+# Ids and tenant names can never contain a character that breaks the key
+# schema (``{`` ``}`` ``:`` ``*`` whitespace) or a Location header (``/``).
+# ID_PATTERN documents the rule (OpenAPI); checks use fullmatch, because
+# re.match(r"^...$") also accepts a trailing newline.
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def valid_id(value: str) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The keys of one job; the tenant is part of its identity."""
+
+    tenant: str
+    job_id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.tenant}:{self.job_id}}}"
+
+    @property
+    def record(self) -> str:
+        return f"{PREFIX}job:{self.tag}"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.record}:hb"
+
+    @property
+    def result(self) -> str:
+        return f"{self.record}:result"
+
+    @property
+    def partial(self) -> str:
+        return f"{self.record}:partial"
+
+    @property
+    def events(self) -> str:
+        return f"{self.record}:events"
+
+    @property
+    def tombstone(self) -> str:
+        return f"{self.record}:tomb"
+
+    def all(self) -> list[str]:
+        """In the fixed order every Lua script receives them as KEYS."""
+        return [
+            self.record,
+            self.heartbeat,
+            self.result,
+            self.partial,
+            self.events,
+            self.tombstone,
+        ]
+
+    @classmethod
+    def from_task_arg(cls, arg: str) -> JobKeys:
+        tenant, _, job_id = arg.partition(":")
+        return cls(tenant, job_id)
+
+    def task_arg(self) -> str:
+        """What the Celery message carries: the job's identity, nothing else."""
+        return f"{self.tenant}:{self.job_id}"

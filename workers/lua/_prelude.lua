@@ -1,0 +1,196 @@
+-- Shared by every Jobgate script (prepended by workers/store.py).
+-- KEYS, always in this order (workers/store.py JobStore._keys): the job's own
+-- keys (one hash slot), then the shared indexes.
+local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local K_LISTED = KEYS[12]
+-- ARGV[1..3] are common to every script; its own start at ARGV[4].
+local ERROR_ID = ARGV[1]                   -- id for an error this call may create
+local TOMB_TTL_MS = tonumber(ARGV[2]) * 1000
+local INDEX_TTL_MS = tonumber(ARGV[3]) * 1000  -- the longest a job can live
+local STATS_TTL_MS = 30 * 24 * 3600 * 1000
+
+-- 'tenant:id' (the queue's member) and 'id' (the tenant index's member).
+local MEMBER = string.match(K_RECORD, '{(.*)}$')
+local JOB_ID = string.match(MEMBER, '^[^:]*:(.*)$')
+
+-- A waiter reads the record before it blocks on the stream, so the stream only
+-- has to outlive the longest wait (60 s) after its last event.
+local EVENTS_TTL_MS = 65000
+-- After the end, only a waiter that read the record a moment before needs the
+-- final event; a stream costs ~4.7 KB however short, so it goes soon.
+local FINAL_EVENT_TTL_MS = 2000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function hget_num(field)
+  return tonumber(redis.call('HGET', K_RECORD, field) or '0')
+end
+
+local function is_terminal(status)
+  return status == 'DONE' or status == 'FAILED'
+end
+
+-- Wake every waiter blocked on the job's stream. The stream never outlives
+-- the job: ``life_ms`` caps its TTL (blocked readers are served when the
+-- script ends, so even 1 ms is enough to wake them).
+local function notify(status, progress, life_ms)
+  life_ms = life_ms or redis.call('PTTL', K_RECORD)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, life_ms)))
+end
+
+local function error_json(code, message, retryable)
+  return cjson.encode({id = ERROR_ID, code = code, message = message, retryable = retryable})
+end
+
+-- The tenant's live jobs, scored by when each stops being live unless renewed:
+-- its poll deadline, or (no heartbeat) the end of its live window. An entry
+-- past its score has timed out, read or not, so it no longer counts.
+local function mark_active(until_ms)
+  redis.call('ZADD', K_ACTIVE, until_ms, JOB_ID)
+  redis.call('PEXPIRE', K_ACTIVE, INDEX_TTL_MS)
+end
+
+local function count_active(now)
+  redis.call('ZREMRANGEBYSCORE', K_ACTIVE, '-inf', '(' .. now)
+  return redis.call('ZCARD', K_ACTIVE)
+end
+
+-- The listing keeps a job while any of its keys may exist: K_LISTED scores
+-- each job by when its last key (the tombstone) expires. Both listing sets
+-- expire with their longest-lived member, so nothing outlives the last job.
+local function keep_listed_until(until_ms)
+  redis.call('ZADD', K_LISTED, until_ms, JOB_ID)
+  local last = redis.call('ZRANGE', K_LISTED, -1, -1, 'WITHSCORES')
+  local expires_at = math.max(until_ms, tonumber(last[2]))
+  redis.call('PEXPIREAT', K_LISTED, expires_at)
+  redis.call('PEXPIREAT', K_TENANT, expires_at)
+end
+
+-- Drop (a bounded number of) listing entries whose jobs have left no key.
+local function forget_expired(now)
+  local gone = redis.call('ZRANGEBYSCORE', K_LISTED, '-inf', now, 'LIMIT', 0, 100)
+  if #gone > 0 then
+    redis.call('ZREM', K_TENANT, unpack(gone))
+    redis.call('ZREM', K_LISTED, unpack(gone))
+  end
+end
+
+-- Give a live job's keys the TTL it needs to outlive its own clocks: the
+-- heartbeat (or, with none, the maximum runtime) plus the retention window.
+local function renew_live_ttl()
+  local clock = hget_num('poll_timeout')
+  if clock == 0 then
+    clock = hget_num('max_runtime')
+  end
+  local live_ms = (clock + hget_num('retention')) * 1000
+  local deadline = tonumber(redis.call('HGET', K_RECORD, 'deadline') or '0')
+  if deadline > 0 then
+    mark_active(deadline)
+  else
+    mark_active(now_ms() + clock * 1000)
+  end
+  redis.call('PEXPIRE', K_RECORD, live_ms)
+  redis.call('PEXPIRE', K_PARTIAL, live_ms)
+  redis.call('PEXPIRE', K_TOMB, live_ms + TOMB_TTL_MS)
+  keep_listed_until(now_ms() + live_ms + TOMB_TTL_MS)
+end
+
+-- Shared indexes carry a TTL renewed on every write and are trimmed by score
+-- (created ms * 1000 + a sequence), so they never hold a job that has gone.
+local function trim_index(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ((now - INDEX_TTL_MS) * 1000))
+  redis.call('PEXPIRE', key, INDEX_TTL_MS)
+end
+
+-- Counters for /metrics: one hash, so every API process reports the same.
+-- Its TTL is renewed on each count; idle for that long, the counters restart
+-- (Prometheus counters may reset).
+local function count(field)
+  redis.call('HINCRBY', K_STATS, field, 1)
+  redis.call('PEXPIRE', K_STATS, STATS_TTL_MS)
+end
+
+local function unqueue()
+  redis.call('ZREM', K_QUEUE, MEMBER)
+end
+
+-- The terminal transition: status, times, and the retention TTL of every key,
+-- in one step. Returns the new status, or 'gone' when retention already lapsed.
+local function finish(now, status, message, err, finished_at)
+  local expires = finished_at + hget_num('retention') * 1000
+  local ttl = expires - now
+  if err then
+    count('finished:FAILED:' .. cjson.decode(err)['code'])
+  else
+    count('finished:' .. status .. ':')
+  end
+  unqueue()
+  redis.call('ZREM', K_ACTIVE, JOB_ID)
+  redis.call('DEL', K_HB, K_PARTIAL)
+  if ttl <= 0 then
+    redis.call('DEL', K_RECORD, K_RESULT)
+    redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
+    keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
+    notify(status, 0, 1)
+    return 'gone'
+  end
+  local progress = redis.call('HGET', K_RECORD, 'progress') or '0'
+  if status == 'DONE' then
+    progress = '100'
+    redis.call('PEXPIRE', K_RESULT, ttl)
+  else
+    redis.call('DEL', K_RESULT)
+  end
+  redis.call('HSET', K_RECORD, 'status', status, 'message', message,
+    'progress', progress, 'finished', finished_at, 'expires', expires)
+  if err then
+    redis.call('HSET', K_RECORD, 'error', err)
+  end
+  redis.call('HDEL', K_RECORD, 'deadline')
+  redis.call('PEXPIRE', K_RECORD, ttl)
+  redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)
+  keep_listed_until(now + ttl + TOMB_TTL_MS)
+  notify(status, progress, math.min(ttl, FINAL_EVENT_TTL_MS))
+  return status
+end
+
+-- Apply a transition that is already due (the heartbeat lapsed) and return the
+-- job's status: nil when there is no record, 'gone' when it just expired.
+local function settle(now)
+  local status = redis.call('HGET', K_RECORD, 'status')
+  if not status then
+    return nil
+  end
+  if is_terminal(status) then
+    return status
+  end
+  local poll_timeout = hget_num('poll_timeout')
+  if poll_timeout == 0 or redis.call('EXISTS', K_HB) == 1 then
+    return status
+  end
+  local message = 'Timed out: not polled within ' .. poll_timeout .. ' s'
+  local err = error_json('TIMED_OUT', message, true)
+  return finish(now, 'FAILED', message, err, hget_num('deadline'))
+end
+
+-- settle(), and for a job that is not there, why: 'gone' (its tombstone is
+-- left: 410) or 'missing' (never issued, or long forgotten: 404).
+local function settle_or_absent(now)
+  local status = settle(now)
+  if status == 'gone' then
+    return nil, 'gone'
+  end
+  if status == nil then
+    if redis.call('EXISTS', K_TOMB) == 1 then
+      return nil, 'gone'
+    end
+    return nil, 'missing'
+  end
+  return status, nil
+end

@@ -1,0 +1,44 @@
+-- ARGV[4..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active
+-- Returns {'created'} | {'exists'} | {'conflict'} | {'tombstoned'} | {'too_many', active}.
+local job_type, params = ARGV[4], ARGV[5]
+local poll_timeout = tonumber(ARGV[6])
+local now = now_ms()
+
+local status = settle(now)
+if status and status ~= 'gone' then
+  local old = redis.call('HMGET', K_RECORD, 'type', 'params')
+  if old[1] == job_type and old[2] == params then
+    return {'exists'}
+  end
+  return {'conflict'}
+end
+if redis.call('EXISTS', K_TOMB) == 1 then
+  return {'tombstoned'}
+end
+local active = count_active(now)
+if active >= tonumber(ARGV[9]) then
+  return {'too_many', active}
+end
+
+redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
+  'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now,
+  'poll_timeout', poll_timeout, 'retention', ARGV[7], 'max_runtime', ARGV[8], 'attempt', 0)
+if poll_timeout > 0 then
+  redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
+  redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
+end
+redis.call('SET', K_TOMB, '1')
+count('submitted')
+
+-- The queue and the tenant's list, in submission order.
+local seq = redis.call('INCR', K_SEQ)
+redis.call('PEXPIRE', K_SEQ, INDEX_TTL_MS)
+local order = now * 1000 + seq % 1000
+redis.call('HSET', K_RECORD, 'order', order)
+redis.call('ZADD', K_QUEUE, order, MEMBER)
+trim_index(K_QUEUE, now)
+forget_expired(now)
+redis.call('ZADD', K_TENANT, order, JOB_ID)
+-- Last: the TTLs of the job's keys and of the listing it has just joined.
+renew_live_ttl()
+return {'created'}

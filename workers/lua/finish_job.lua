@@ -1,0 +1,18 @@
+-- The worker ends a running job. A job that is no longer RUNNING (cancelled,
+-- timed out) keeps its status and what the worker brings is dropped.
+-- ARGV[4..]: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
+-- Returns {status_or_'missing'|'gone', applied (0|1)}.
+local outcome, payload = ARGV[4], ARGV[5]
+local now = now_ms()
+local status = settle(now)
+if status ~= 'RUNNING' then
+  return {status or 'missing', 0}
+end
+if outcome == 'DONE' then
+  local seconds = (now - hget_num('started')) / 1000
+  redis.call('SET', K_RESULT, payload)
+  redis.call('HSET', K_RECORD, 'result_bytes', string.len(payload))
+  return {finish(now, 'DONE', string.format('Done in %.3f seconds', seconds), nil, now), 1}
+end
+local message = cjson.decode(payload)['message']
+return {finish(now, 'FAILED', message, payload, now), 1}

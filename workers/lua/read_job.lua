@@ -1,0 +1,35 @@
+-- A read of the job, which is also a poll when ARGV[4] == '1': it renews the
+-- heartbeat atomically with the read.
+-- ARGV[4..]: renew (0|1), inline_max_bytes (-1 = always)
+-- Returns {'missing'} | {'gone'} |
+--   {'ok', record, result_or_false, last_event_id, now_ms, queue_position_or_false}.
+local renew = ARGV[4] == '1'
+local inline_max = tonumber(ARGV[5])
+local now = now_ms()
+
+local status, absent = settle_or_absent(now)
+if absent then
+  return {absent}
+end
+
+local poll_timeout = hget_num('poll_timeout')
+if renew and poll_timeout > 0 and not is_terminal(status) then
+  redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
+  redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
+  renew_live_ttl()
+end
+
+local result = false
+if status == 'DONE' and (inline_max < 0 or hget_num('result_bytes') <= inline_max) then
+  result = redis.call('GET', K_RESULT) or false
+end
+local last = redis.call('XREVRANGE', K_EVENTS, '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if last[1] then
+  last_id = last[1][1]
+end
+local position = false
+if status == 'INITIALIZED' then
+  position = redis.call('ZRANK', K_QUEUE, MEMBER) or false
+end
+return {'ok', redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}

@@ -1,0 +1,37 @@
+-- Progress, message and partial rows of a running job in one round trip; the
+-- answer tells the worker whether to go on. With nothing to write it is the
+-- watchdog's check.
+-- ARGV[4..]: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
+-- Returns {status_or_'missing'|'gone', progress}.
+local percent = tonumber(ARGV[4])
+local message, rows = ARGV[5], ARGV[6]
+local now = now_ms()
+local status = settle(now)
+if status ~= 'RUNNING' then
+  return {status or 'missing', 0}
+end
+local progress = hget_num('progress')
+local changed = false
+if percent >= 0 then
+  local capped = math.min(99, math.floor(percent))
+  if capped > progress then
+    progress = capped
+    redis.call('HSET', K_RECORD, 'progress', progress)
+    changed = true
+  end
+end
+if message ~= '' then
+  redis.call('HSET', K_RECORD, 'message', message)
+  changed = true
+end
+if rows ~= '' then
+  redis.call('APPEND', K_PARTIAL, rows)
+  redis.call('PEXPIRE', K_PARTIAL, redis.call('PTTL', K_RECORD))
+end
+if changed then
+  notify('RUNNING', progress)
+  if hget_num('poll_timeout') == 0 then
+    renew_live_ttl()
+  end
+end
+return {'RUNNING', progress}

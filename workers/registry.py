@@ -1,0 +1,111 @@
+"""``@job`` and the registry of job types.
+
+The API and the workers import the same modules (the built-in ones and
+``JOBGATE_JOB_MODULES``), so both know the same types with the same schemas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+
+from workers.errors import ConfigError
+
+BUILTIN_MODULES = ("workers.jobs.demo",)
+DEFAULT_MAX_ATTEMPTS = 3
+
+JobFunc = Callable[..., Any]
+F = TypeVar("F", bound=JobFunc)
+
+
+class _NoParams(Schema):
+    pass
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    func: JobFunc
+    params: type[Schema]
+    max_runtime: int | None
+    description: str
+    tabular: bool
+    max_attempts: int
+    columns: tuple[str, ...] | None = None
+
+    def runtime_limit(self, default: int) -> int:
+        """Seconds this type may run: its own limit, else ``JOBGATE_MAX_RUNTIME``."""
+        return self.max_runtime or default
+
+    def load_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate and deserialize; raises marshmallow.ValidationError."""
+        loaded: dict[str, Any] = self.params().load(params)
+        return loaded
+
+    def params_json_schema(self) -> dict[str, Any]:
+        plugin = MarshmallowPlugin()
+        APISpec("jobgate", "1", "3.0.3", plugins=[plugin])
+        assert plugin.converter is not None
+        schema: dict[str, Any] = plugin.converter.schema2jsonschema(self.params)  # type: ignore[no-untyped-call]
+        return schema
+
+
+_REGISTRY: dict[str, JobType] = {}
+
+
+def job(
+    name: str,
+    *,
+    params: type[Schema] | None = None,
+    max_runtime: int | None = None,
+    description: str = "",
+    tabular: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    columns: tuple[str, ...] | None = None,
+) -> Callable[[F], F]:
+    """Register ``func(ctx, **params)`` as the job type ``name``.
+
+    ``columns`` names the fields of the rows the job publishes with
+    ``ctx.publish`` (rows as lists), so partial results render as a table.
+    """
+
+    def register(func: F) -> F:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.func is not func:
+            raise ValueError(f"job type {name!r} is registered twice")
+        _REGISTRY[name] = JobType(
+            name=name,
+            func=func,
+            params=params or _NoParams,
+            max_runtime=max_runtime,
+            description=description or (func.__doc__ or "").strip().split("\n")[0],
+            tabular=tabular,
+            max_attempts=max_attempts,
+            columns=columns,
+        )
+        return func
+
+    return register
+
+
+def get(name: str) -> JobType | None:
+    return _REGISTRY.get(name)
+
+
+def all_types() -> list[JobType]:
+    return sorted(_REGISTRY.values(), key=lambda jt: jt.name)
+
+
+def load_job_modules(extra: Iterable[str] = ()) -> None:
+    """Import the built-in job modules and the operator's; a bad name stops start-up."""
+    for module in (*BUILTIN_MODULES, *extra):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError("JOBGATE_JOB_MODULES", f"cannot import {module!r}: {exc}") from exc

@@ -1,0 +1,317 @@
+"""The task wrapper: start, progress, the watchdog, and the end of a job.
+
+A job function runs in the pool process's main thread. Beside it a watchdog
+thread checks the job's record in Redis every ``JOBGATE_WATCHDOG_INTERVAL``
+seconds and enforces the job type's time limit. When the job must stop
+(cancelled, timed out, over its time limit) the watchdog interrupts the job
+function with ``JobStopped``; if the function does not return within
+``JOBGATE_CANCEL_GRACE`` seconds (it is stuck in C code, or ignores the stop)
+the watchdog kills *its own* pool process, which Celery replaces. The forced
+stop therefore only ever hits the job it means: it is decided and carried out
+inside the process that runs that job, never by task id from outside.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from marshmallow import ValidationError
+
+from workers import registry
+from workers.config import Settings
+from workers.errors import BackendUnavailable
+from workers.keys import JobKeys
+from workers.states import ErrorCode, Status
+from workers.store import JobStore, dumps
+
+log = logging.getLogger(__name__)
+
+# At most one progress write per this many seconds, unless the percent changed.
+PROGRESS_MIN_INTERVAL = 0.1
+# Partial rows buffered beyond this many bytes are written at the next call.
+PUBLISH_FLUSH_BYTES = 256 * 1024
+INTERRUPT_SIGNAL = signal.SIGUSR2
+
+# Set in Celery's pool processes (worker_process_init): only there may the
+# watchdog kill its own process, since the pool replaces it.
+state = {"in_pool_process": False}
+
+
+class JobStopped(BaseException):
+    """Raised inside a job that must stop. A BaseException, so that a job's
+    own ``except Exception`` cannot swallow it."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"job stopped: it is {status}")
+        self.status = status
+
+
+class JobContext:
+    """What a job function receives as ``ctx``."""
+
+    def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1) -> None:
+        self._store = store
+        self.keys = keys
+        self.job_id = keys.job_id
+        self.attempt = attempt
+        self._last_percent = -1
+        self._last_write = 0.0
+        self._pending_message = ""
+        self._pending_rows: list[bytes] = []
+        self._pending_bytes = 0
+        self._stop_status: str | None = None
+        self._interruptible = False
+        self.writes = 0
+
+    # -- the job's API ------------------------------------------------------
+
+    def progress(self, percent: int, message: str = "") -> None:
+        """Report integer percent progress; raises ``JobStopped`` if the job
+        was cancelled or timed out. Throttled: one Redis write per 100 ms at
+        most unless the integer percent changed."""
+        self._raise_if_stopped()
+        percent = max(0, min(100, int(percent)))
+        if message:
+            self._pending_message = f"Running: {message}"
+        now = time.monotonic()
+        if (
+            percent == self._last_percent
+            and now - self._last_write < PROGRESS_MIN_INTERVAL
+            and self._pending_bytes < PUBLISH_FLUSH_BYTES
+        ):
+            return
+        self._write(percent, now)
+
+    def check(self) -> None:
+        """Raise ``JobStopped`` if the job must stop (one Redis round trip at
+        most per 100 ms)."""
+        self._raise_if_stopped()
+        now = time.monotonic()
+        if now - self._last_write >= PROGRESS_MIN_INTERVAL:
+            self._write(None, now)
+
+    def publish(self, rows: Iterable[Any]) -> None:
+        """Append rows to the partial result; written with the next progress write."""
+        for row in rows:
+            line = orjson.dumps(row) + b"\n"
+            self._pending_rows.append(line)
+            self._pending_bytes += len(line)
+
+    # -- the runtime's side -------------------------------------------------
+
+    def _write(self, percent: int | None, now: float) -> None:
+        rows = b"".join(self._pending_rows).decode()
+        message = self._pending_message
+        with self._shielded():
+            status = self._store.report(self.keys, percent, message, rows)
+        self.writes += 1
+        self._last_write = now
+        if percent is not None:
+            self._last_percent = percent
+        self._pending_rows.clear()
+        self._pending_bytes = 0
+        self._pending_message = ""
+        if status != Status.RUNNING.value:
+            self._stop_status = status
+        self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        if self._stop_status is not None:
+            raise JobStopped(self._stop_status)
+
+    def request_stop(self, status: str) -> None:
+        """Called by the watchdog: the next progress/check raises, and a job
+        running its own code is interrupted now."""
+        self._stop_status = status
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_status is not None
+
+    @contextmanager
+    def _shielded(self) -> Iterator[None]:
+        """No interrupt while talking to Redis: a half-read reply would poison
+        the connection."""
+        was = self._interruptible
+        self._interruptible = False
+        try:
+            yield
+        finally:
+            self._interruptible = was
+
+    @contextmanager
+    def running_job_code(self) -> Iterator[None]:
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    def interrupt_now(self, signum: int, frame: Any) -> None:
+        if self._interruptible and self._stop_status is not None:
+            self._interruptible = False
+            raise JobStopped(self._stop_status)
+
+
+class Watchdog:
+    """Checks the job in Redis while it runs; stops it when it must stop."""
+
+    def __init__(
+        self, ctx: JobContext, store: JobStore, settings: Settings, max_runtime: int
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.settings = settings
+        self.max_runtime = max_runtime
+        self.finished = threading.Event()
+        self.job_thread = threading.current_thread()
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name="jobgate-watchdog", daemon=True)
+        self._old_handler: Any = None
+        self._uses_signal = self.job_thread is threading.main_thread()
+
+    def __enter__(self) -> Watchdog:
+        if self._uses_signal:
+            self._old_handler = signal.signal(INTERRUPT_SIGNAL, self.ctx.interrupt_now)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finished.set()
+        self._thread.join(timeout=5)
+        if self._uses_signal:
+            signal.signal(INTERRUPT_SIGNAL, self._old_handler or signal.SIG_DFL)
+
+    def _watch(self) -> None:
+        while not self.finished.wait(self.settings.watchdog_interval):
+            status = self._check()
+            if status is not None and status != Status.RUNNING.value:
+                self._stop(status)
+                return
+
+    def _check(self) -> str | None:
+        try:
+            if time.monotonic() - self.started > self.max_runtime:
+                message = f"Ran past its maximum runtime of {self.max_runtime} s"
+                self.store.fail(self.ctx.keys, ErrorCode.TIME_LIMIT_EXCEEDED, message)
+                return Status.FAILED.value
+            return self.store.report(self.ctx.keys)
+        except BackendUnavailable as exc:
+            log.warning("watchdog cannot reach Redis for job %s: %s", self.ctx.job_id, exc)
+            return None
+
+    def _stop(self, status: str) -> None:
+        log.info("job %s is %s: stopping it", self.ctx.job_id, status)
+        self.ctx.request_stop(status)
+        self._interrupt()
+        if self.finished.wait(self.settings.cancel_grace):
+            return
+        if state["in_pool_process"]:
+            log.error(
+                "job %s did not stop within %.1f s: killing its pool process %d",
+                self.ctx.job_id,
+                self.settings.cancel_grace,
+                os.getpid(),
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            log.error(
+                "job %s ignores its stop and cannot be killed outside a pool", self.ctx.job_id
+            )
+
+    def _interrupt(self) -> None:
+        ident = self.job_thread.ident
+        if ident is None:
+            return
+        if self._uses_signal:
+            signal.pthread_kill(ident, INTERRUPT_SIGNAL)
+        else:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(JobStopped)
+            )
+
+
+def job_error(exc: BaseException, settings: Settings) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": ErrorCode.JOB_ERROR.value,
+        "message": str(exc) or type(exc).__name__,
+        "retryable": ErrorCode.JOB_ERROR.retryable,
+        "details": {"exception": type(exc).__name__},
+    }
+    if settings.expose_tracebacks:
+        error["details"]["traceback"] = "".join(traceback.format_exception(exc))[-8192:]
+    return error
+
+
+def internal_error(message: str) -> dict[str, Any]:
+    return {
+        "code": ErrorCode.INTERNAL_ERROR.value,
+        "message": message,
+        "retryable": ErrorCode.INTERNAL_ERROR.retryable,
+    }
+
+
+def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
+    """Run the job ``keys`` if it is still queued; returns what happened."""
+    started = store.start(keys)
+    if not started.run:
+        log.info("job %s not run: it is %s", keys.job_id, started.status)
+        return f"skipped:{started.status}"
+    job_type = registry.get(started.type)
+    if job_type is None:
+        store.finish_failed(keys, internal_error(f"No job type {started.type!r} on this worker"))
+        return "failed:unknown-type"
+    try:
+        params = job_type.load_params(started.params or {})
+    except ValidationError as exc:
+        store.finish_failed(keys, internal_error(f"Stored params no longer validate: {exc}"))
+        return "failed:params"
+
+    ctx = JobContext(store, keys, started.attempt)
+    max_runtime = job_type.runtime_limit(settings.max_runtime)
+    try:
+        with Watchdog(ctx, store, settings, max_runtime), ctx.running_job_code():
+            value = job_type.func(ctx, **params)
+    except JobStopped as stop:
+        log.info("job %s stopped: %s", keys.job_id, stop.status)
+        return f"stopped:{stop.status}"
+    except Exception as exc:
+        log.info("job %s raised %r", keys.job_id, exc)
+        store.finish_failed(keys, job_error(exc, settings))
+        return "failed:job-error"
+    return _store_result(store, settings, keys, value)
+
+
+def _store_result(store: JobStore, settings: Settings, keys: JobKeys, value: Any) -> str:
+    try:
+        result_json = dumps(value)
+    except TypeError as exc:
+        store.finish_failed(keys, internal_error(f"The job's result is not JSON: {exc}"))
+        return "failed:not-json"
+    size = len(result_json.encode())
+    if size > settings.max_result_bytes:
+        store.finish_failed(
+            keys,
+            {
+                "code": ErrorCode.RESULT_TOO_LARGE.value,
+                "message": (
+                    f"The result is {size} bytes, over the maximum of "
+                    f"{settings.max_result_bytes} (JOBGATE_MAX_RESULT_BYTES)"
+                ),
+                "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
+            },
+        )
+        return "failed:too-large"
+    if store.finish_done(keys, result_json):
+        return "done"
+    return "dropped"
