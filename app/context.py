@@ -15,7 +15,7 @@ from marshmallow import Schema
 from prometheus_client import CollectorRegistry
 
 from app.auth import KeyRing
-from workers.celery_app import HARD_LIMIT_SLACK, TASK_NAME
+from workers.celery_app import send_job
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
@@ -65,14 +65,8 @@ class Jobgate:
 
         A refused submit leaves nothing behind: no key, no queued task.
         """
-        limit = job_type.runtime_limit(self.settings.max_runtime)
         try:
-            self.celery.send_task(
-                TASK_NAME,
-                args=[keys.task_arg()],
-                queue=self.settings.queue,
-                time_limit=limit + int(self.settings.cancel_grace) + HARD_LIMIT_SLACK,
-            )
+            send_job(self.celery, self.settings, keys, job_type.name)
         except (OperationalError, OSError) as exc:
             log.warning("cannot enqueue job %s: %s", keys.job_id, exc)
             try:

@@ -190,6 +190,7 @@ class Jobs(MethodView):
             poll_timeout=data["poll_timeout"],
             retention=data["retention"],
             max_runtime=job_type.runtime_limit(jg.settings.max_runtime),
+            max_attempts=job_type.max_attempts,
         )
         if outcome == "conflict":
             raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

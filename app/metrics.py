@@ -45,6 +45,15 @@ class JobgateCollector(Collector):
                 _, status, code = field.split(":", 2)
                 finished.add_metric([status, code], value)
         yield finished
+        requeued = CounterMetricFamily(
+            "jobgate_jobs_requeued",
+            "Executions given back to the queue: worker lost, or handed back at shutdown.",
+            labels=["reason"],
+        )
+        for field, value in sorted(stats.items()):
+            if field.startswith("requeued:"):
+                requeued.add_metric([field.split(":", 1)[1]], value)
+        yield requeued
         queue = self.store.settings.queue
         queued = GaugeMetricFamily(
             "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]

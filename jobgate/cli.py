@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from jobgate.redis_server import RedisServer, RedisServerError, answers
+from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import ConfigError
 
@@ -69,15 +70,33 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
     )  # fmt: skip
 
 
-def cmd_worker(_: argparse.Namespace) -> NoReturn:
+def cmd_worker(args: argparse.Namespace) -> NoReturn:
     settings = _settings()
+    # Jobs, and the sweep that jobgate beat schedules; --sweep-only: just the
+    # sweep, in one process, so it never waits for a free job process.
+    queues = (
+        [control_queue(settings)] if args.sweep_only else [settings.queue, control_queue(settings)]
+    )
+    concurrency = 1 if args.sweep_only else settings.worker_concurrency
     _exec(
         [
             "celery", "--app", "workers.worker", "worker",
             "--events",  # task events, for Flower
-            "--concurrency", str(settings.worker_concurrency),
-            "--queues", settings.queue,
+            "--concurrency", str(concurrency),
+            "--queues", ",".join(queues),
             "--hostname", "jobgate@%h",
+            "--loglevel", settings.log_level,
+        ]
+    )  # fmt: skip
+
+
+def cmd_beat(_: argparse.Namespace) -> NoReturn:
+    settings = _settings()
+    _exec(
+        [
+            "celery", "--app", "workers.worker", "beat",
+            # The schedule is one fixed interval: nothing to keep in a file.
+            "--scheduler", "celery.beat:Scheduler",
             "--loglevel", settings.log_level,
         ]
     )  # fmt: skip
@@ -194,7 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobgate", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("web", help="the API under gunicorn").set_defaults(func=cmd_web)
-    sub.add_parser("worker", help="a Celery worker").set_defaults(func=cmd_worker)
+    worker = sub.add_parser("worker", help="a Celery worker")
+    worker.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="consume only the sweep's queue (for when every job process may be busy for long)",
+    )
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("beat", help="the periodic sweep (Celery beat)").set_defaults(func=cmd_beat)
     sub.add_parser("flower", help="Flower, behind basic auth").set_defaults(func=cmd_flower)
     run = sub.add_parser("run", help="Redis (if needed), API, worker and Flower, for development")
     run.add_argument("--procfile", default="Procfile")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -22,6 +24,7 @@ from workers.store import JobStore
 log = logging.getLogger(__name__)
 
 TASK_NAME = "jobgate.run"
+SWEEP_TASK_NAME = "jobgate.sweep"
 WORKER_HEARTBEAT_SECONDS = 10
 # Slack added to a job's own limit before Celery's hard limit kills the process:
 # Jobgate's watchdog acts first, Celery's limit is the backstop.
@@ -31,6 +34,52 @@ HARD_LIMIT_SLACK = 30
 def longest_hard_limit(settings: Settings) -> int:
     limits = [t.runtime_limit(settings.max_runtime) for t in registry.all_types()]
     return max([settings.max_runtime, *limits]) + int(settings.cancel_grace) + HARD_LIMIT_SLACK
+
+
+def hard_limit(settings: Settings, type_name: str) -> int:
+    """Celery's hard time limit for a job of this type: the backstop behind the watchdog."""
+    job_type = registry.get(type_name)
+    runtime = job_type.runtime_limit(settings.max_runtime) if job_type else settings.max_runtime
+    return runtime + int(settings.cancel_grace) + HARD_LIMIT_SLACK
+
+
+def control_queue(settings: Settings) -> str:
+    """The queue of the sweep: apart from jobs, so it never waits behind them in a list."""
+    return f"{settings.queue}.control"
+
+
+def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str) -> None:
+    """Put the job's message on the broker: its identity, nothing else."""
+    app.send_task(
+        TASK_NAME,
+        args=[keys.task_arg()],
+        queue=settings.queue,
+        time_limit=hard_limit(settings, type_name),
+    )
+
+
+def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
+    """Settle the jobs whose clocks are due, then resend the requeued ones.
+
+    Safe to run twice at once: each job's settling is one atomic script, and a
+    message sent twice for one job runs it once (the second delivery finds it
+    RUNNING under a live lease, or finished, and does nothing).
+    """
+    looked = store.sweep_due()
+    for node in store.dead_workers():
+        stranded = store.recover_reservations(node)
+        if stranded:
+            log.warning("sweep: worker %s is gone; %d job(s) it held requeued", node, stranded)
+        store.forget_worker(node)
+    resent = 0
+    for keys, type_name in store.requeued():
+        if type_name:
+            send_job(app, settings, keys, type_name)
+            resent += 1
+        store.mark_resent(keys)
+    if resent:
+        log.info("sweep: resent %d requeued job(s)", resent)
+    return {"looked": looked, "resent": resent}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -45,6 +94,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
+        # Celery's hard limit for every task (the API sets each job's own when it
+        # sends it); Jobgate's watchdog acts first, this is the backstop.
+        "task_time_limit": longest_hard_limit(settings),
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         # Jobgate's own keys are the record; Celery's results would only grow Redis.
@@ -76,6 +128,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # The sweep (jobgate beat): lost leases and unpolled jobs are found from
+        # sorted sets of deadlines. A sweep message older than two intervals is
+        # dropped: the next one does the same work.
+        "beat_schedule": {
+            "jobgate-sweep": {
+                "task": SWEEP_TASK_NAME,
+                "schedule": settings.sweep_interval,
+                "options": {
+                    "queue": control_queue(settings),
+                    "expires": max(1.0, 2 * settings.sweep_interval),
+                },
+            }
+        },
+        "task_routes": {SWEEP_TASK_NAME: {"queue": control_queue(settings)}},
     }
 
 
@@ -89,6 +155,11 @@ def make_celery(settings: Settings) -> Celery:
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_job(task: Any, job_ref: str) -> str:
         return runtime.execute(worker_store(), settings, JobKeys.from_task_arg(job_ref))
+
+    # Acked at once: a lost sweep is replaced by the next one.
+    @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
+    def run_sweep() -> dict[str, int]:
+        return sweep(app, worker_store(), settings)
 
     return app
 
@@ -109,14 +180,61 @@ def worker_store() -> JobStore:
 @signals.worker_process_init.connect
 def _in_pool_process(**_: Any) -> None:
     runtime.state["in_pool_process"] = True
+    signal.signal(signal.SIGTERM, _drain_on_sigterm)
+
+
+def _drain_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM straight to a pool process (a supervisor signalled the whole
+    process group): a running job gets JOBGATE_SHUTDOWN_GRACE seconds to end,
+    then its watchdog hands it back to the queue. An idle process, or a second
+    SIGTERM, ends the process as Celery's default would."""
+    if runtime.running_job() and not runtime.draining():
+        runtime.begin_drain(_current["settings"].shutdown_grace)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@signals.worker_shutting_down.connect
+def _start_grace_period(**_: Any) -> None:
+    """Warm shutdown (SIGTERM to the main process): Celery stops taking
+    messages and waits for running jobs; each gets the grace period, then its
+    watchdog hands it back, so the wait is bounded and nothing is left RUNNING."""
+    runtime.begin_drain(_current["settings"].shutdown_grace)
+
+
+@signals.celeryd_init.connect
+def _name_node(sender: Any = None, **_: Any) -> None:
+    runtime.state["node"] = str(sender or f"worker-{os.getpid()}")
+    runtime.state["node_started"] = time.time()
+
+
+@signals.task_received.connect
+def _note_reservation(request: Any = None, **_: Any) -> None:
+    """The node holds a job's message: if the node dies before starting it,
+    the sweep sends it again (prefetched messages are otherwise stranded
+    until the broker's visibility timeout)."""
+    if request is None or request.name != TASK_NAME or not request.args:
+        return
+    try:
+        worker_store().reserve(runtime.state["node"], str(request.args[0]))
+    except BackendUnavailable as exc:
+        log.warning("cannot note the reservation of %s: %s", request.args[0], exc)
 
 
 @signals.worker_ready.connect
 def _start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell /readyz that a worker is alive, every 10 s, from the main process."""
-    name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
+    """Tell /readyz that a worker is alive, every 10 s, from the main process;
+    first give back what an earlier life of this node reserved and never ran."""
+    name = runtime.state["node"]
     store = worker_store()
     store.warn_unless_noeviction()
+    try:
+        recovered = store.recover_reservations(name, before=runtime.state["node_started"])
+        if recovered:
+            log.warning("%d job(s) reserved by an earlier run of %s requeued", recovered, name)
+    except BackendUnavailable as exc:
+        log.warning("cannot recover earlier reservations: %s", exc)
 
     def beat() -> None:
         while True:

@@ -125,6 +125,9 @@ class Settings:
     job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), _parse_list)
     expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, _parse_bool)
     watchdog_interval: float = _setting("JOBGATE_WATCHDOG_INTERVAL", 1.0, float, 0.05, 60)
+    lease_ttl: float = _setting("JOBGATE_LEASE_TTL", 20.0, float, 0.5, 600)
+    sweep_interval: float = _setting("JOBGATE_SWEEP_INTERVAL", 5.0, float, 0.1, 600)
+    shutdown_grace: float = _setting("JOBGATE_SHUTDOWN_GRACE", 20.0, float, 0, 3600)
     redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, float, 0.1, 60)
     log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", str)
 
@@ -135,6 +138,12 @@ class Settings:
             object.__setattr__(self, "broker_url", self.redis_url)
         self._check_bounds("poll_timeout", allow_zero_default=True)
         self._check_bounds("retention", allow_zero_default=False)
+        if self.lease_ttl < 3 * self.watchdog_interval:
+            raise ConfigError(
+                "JOBGATE_LEASE_TTL",
+                f"{self.lease_ttl} s is under 3 x JOBGATE_WATCHDOG_INTERVAL "
+                f"({self.watchdog_interval} s): the watchdog renews the lease at that interval",
+            )
         if self.auth not in {"", "on", "off"}:
             raise ConfigError("JOBGATE_AUTH", f"expected 'on' or 'off', got {self.auth!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -35,6 +35,21 @@ def tenant_active(tenant: str) -> str:
     return f"{PREFIX}tenant:{tenant}:active"
 
 
+# Live jobs scored by the next moment the sweep should look at them (a poll
+# deadline, a lease expiry); never a full scan of the keyspace.
+DUE = PREFIX + "due"
+# Jobs requeued after a lost worker or a hand-back, waiting for the sweep to
+# send their Celery message again.
+REQUEUE = PREFIX + "requeue"
+
+
+def reserved(node: str) -> str:
+    """Sorted set of the jobs whose message a worker node holds but has not
+    started (prefetched), scored by when it got each: if the node dies, the
+    sweep sends these again (the broker would only after its visibility timeout)."""
+    return f"{PREFIX}worker:{node}:reserved"
+
+
 # Hash of job counters for /metrics (submitted, finished by status and code).
 STATS = PREFIX + "stats"
 
@@ -89,6 +104,11 @@ class JobKeys:
     def tombstone(self) -> str:
         return f"{self.record}:tomb"
 
+    @property
+    def lease(self) -> str:
+        """The running execution's lease: its token, with a TTL the worker renews."""
+        return f"{self.record}:lease"
+
     def all(self) -> list[str]:
         """In the fixed order every Lua script receives them as KEYS."""
         return [
@@ -98,7 +118,13 @@ class JobKeys:
             self.partial,
             self.events,
             self.tombstone,
+            self.lease,
         ]
+
+    @classmethod
+    def from_member(cls, member: str) -> JobKeys:
+        """From a queue/due/requeue member, ``tenant:id``."""
+        return cls.from_task_arg(member)
 
     @classmethod
     def from_task_arg(cls, arg: str) -> JobKeys:

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from marshmallow import ValidationError
@@ -35,6 +37,7 @@ from workers.states import ErrorCode, Status
 from workers.store import JobStore, dumps
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # At most one progress write per this many seconds, unless the percent changed.
 PROGRESS_MIN_INTERVAL = 0.1
@@ -44,7 +47,31 @@ INTERRUPT_SIGNAL = signal.SIGUSR2
 
 # Set in Celery's pool processes (worker_process_init): only there may the
 # watchdog kill its own process, since the pool replaces it.
-state = {"in_pool_process": False}
+state: dict[str, Any] = {"in_pool_process": False, "node": ""}
+# When the worker shuts down: the monotonic time (one clock for every process
+# of the machine) by which running jobs must have ended, else they are handed
+# back to the queue; 0 while not shutting down. Shared memory made before the
+# pool forks, so the main process's warm shutdown reaches every pool process
+# without a signal.
+_shutdown_at = multiprocessing.RawValue("d", 0.0)
+
+
+def begin_drain(grace: float) -> None:
+    """The worker is shutting down: running jobs have ``grace`` seconds."""
+    if _shutdown_at.value == 0.0:
+        _shutdown_at.value = time.monotonic() + grace
+
+
+def draining() -> bool:
+    return float(_shutdown_at.value) != 0.0
+
+
+def draining_past_deadline() -> bool:
+    return draining() and time.monotonic() >= float(_shutdown_at.value)
+
+
+def running_job() -> bool:
+    return bool(state.get("running"))
 
 
 class JobStopped(BaseException):
@@ -59,11 +86,12 @@ class JobStopped(BaseException):
 class JobContext:
     """What a job function receives as ``ctx``."""
 
-    def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1) -> None:
+    def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1, token: str = "") -> None:
         self._store = store
         self.keys = keys
         self.job_id = keys.job_id
         self.attempt = attempt
+        self.token = token
         self._last_percent = -1
         self._last_write = 0.0
         self._pending_message = ""
@@ -112,8 +140,16 @@ class JobContext:
     def _write(self, percent: int | None, now: float) -> None:
         rows = b"".join(self._pending_rows).decode()
         message = self._pending_message
-        with self._shielded():
-            status = self._store.report(self.keys, percent, message, rows)
+        try:
+            with self._shielded():
+                status = self._store.report(self.keys, percent, message, rows, token=self.token)
+        except BackendUnavailable as exc:
+            # Redis is away for a moment: the job goes on, what it reported
+            # stays pending for the next write (its lease is taken back then,
+            # unless the job was requeued meanwhile: then the write says so).
+            log.warning("job %s cannot report progress: %s", self.job_id, exc)
+            self._last_write = now
+            return
         self.writes += 1
         self._last_write = now
         if percent is not None:
@@ -200,12 +236,17 @@ class Watchdog:
                 return
 
     def _check(self) -> str | None:
+        keys, token = self.ctx.keys, self.ctx.token
         try:
             if time.monotonic() - self.started > self.max_runtime:
                 message = f"Ran past its maximum runtime of {self.max_runtime} s"
-                self.store.fail(self.ctx.keys, ErrorCode.TIME_LIMIT_EXCEEDED, message)
+                self.store.fail(keys, ErrorCode.TIME_LIMIT_EXCEEDED, message, token=token)
                 return Status.FAILED.value
-            return self.store.report(self.ctx.keys)
+            if draining_past_deadline() and self.store.hand_back(keys, token):
+                log.warning("job %s handed back to the queue: the worker shuts down", keys.job_id)
+                return Status.INITIALIZED.value
+            # Also renews the lease: a live watchdog keeps its job's lease.
+            return self.store.report(keys, token=token)
         except BackendUnavailable as exc:
             log.warning("watchdog cannot reach Redis for job %s: %s", self.ctx.job_id, exc)
             return None
@@ -241,6 +282,11 @@ class Watchdog:
             )
 
 
+def worker_name() -> str:
+    """How the job's record names this execution's worker: Celery node and pid."""
+    return f"{state.get('node') or socket.gethostname()}:{os.getpid()}"
+
+
 def job_error(exc: BaseException, settings: Settings) -> dict[str, Any]:
     error: dict[str, Any] = {
         "code": ErrorCode.JOB_ERROR.value,
@@ -261,24 +307,48 @@ def internal_error(message: str) -> dict[str, Any]:
     }
 
 
+# How long a worker keeps retrying the start or the end of a job while Redis
+# cannot be reached; past it, the lease's expiry hands the job to another try.
+REDIS_PATIENCE = 60.0
+
+
+def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE) -> R:
+    """``call()``, retried while Redis is unavailable, for at most ``patience`` s."""
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except BackendUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("cannot %s yet, retrying in %.1f s: %s", what, delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
     """Run the job ``keys`` if it is still queued; returns what happened."""
-    started = store.start(keys)
+    node = str(state.get("node") or "")
+    started = patiently(lambda: store.start(keys, worker_name(), node), f"start job {keys.job_id}")
     if not started.run:
         log.info("job %s not run: it is %s", keys.job_id, started.status)
         return f"skipped:{started.status}"
     job_type = registry.get(started.type)
     if job_type is None:
-        store.finish_failed(keys, internal_error(f"No job type {started.type!r} on this worker"))
+        error = internal_error(f"No job type {started.type!r} on this worker")
+        store.finish_failed(keys, error, token=started.token)
         return "failed:unknown-type"
     try:
         params = job_type.load_params(started.params or {})
     except ValidationError as exc:
-        store.finish_failed(keys, internal_error(f"Stored params no longer validate: {exc}"))
+        error = internal_error(f"Stored params no longer validate: {exc}")
+        store.finish_failed(keys, error, token=started.token)
         return "failed:params"
 
-    ctx = JobContext(store, keys, started.attempt)
+    ctx = JobContext(store, keys, started.attempt, started.token)
     max_runtime = job_type.runtime_limit(settings.max_runtime)
+    state["running"] = True
     try:
         with Watchdog(ctx, store, settings, max_runtime), ctx.running_job_code():
             value = job_type.func(ctx, **params)
@@ -287,16 +357,21 @@ def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
         return f"stopped:{stop.status}"
     except Exception as exc:
         log.info("job %s raised %r", keys.job_id, exc)
-        store.finish_failed(keys, job_error(exc, settings))
+        error = job_error(exc, settings)
+        patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
         return "failed:job-error"
-    return _store_result(store, settings, keys, value)
+    finally:
+        state["running"] = False
+    return _store_result(store, settings, ctx, value)
 
 
-def _store_result(store: JobStore, settings: Settings, keys: JobKeys, value: Any) -> str:
+def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> str:
+    keys, token = ctx.keys, ctx.token
     try:
         result_json = dumps(value)
     except TypeError as exc:
-        store.finish_failed(keys, internal_error(f"The job's result is not JSON: {exc}"))
+        error = internal_error(f"The job's result is not JSON: {exc}")
+        store.finish_failed(keys, error, token=token)
         return "failed:not-json"
     size = len(result_json.encode())
     if size > settings.max_result_bytes:
@@ -310,8 +385,9 @@ def _store_result(store: JobStore, settings: Settings, keys: JobKeys, value: Any
                 ),
                 "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
             },
+            token=token,
         )
         return "failed:too-large"
-    if store.finish_done(keys, result_json):
+    if patiently(lambda: store.finish_done(keys, result_json, token=token), "store the result"):
         return "done"
     return "dropped"

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +42,14 @@ SCRIPT_NAMES = (
     "finish_job",
     "fail_job",
     "cancel_job",
+    "hand_back",
+    "sweep_job",
 )
+# The sweep looks at this many due jobs per round trip.
+SWEEP_BATCH = 200
+# A worker node writes a heartbeat every 10 s; silent this long, it is dead.
+WORKER_SILENT_AFTER = 30
+WORKERS_TTL = 24 * 3600
 # Blocking reads wait at most this long (the contract's longest wait is 60 s);
 # the socket of the blocking client must outlast them.
 MAX_BLOCK_SECONDS = 60.0
@@ -85,6 +96,27 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 @dataclass(frozen=True)
+class Execution:
+    """One execution of a job, as its record keeps it."""
+
+    attempt: int
+    worker: str
+    started_ms: int
+    ended_ms: int | None = None
+    outcome: str | None = None  # DONE, FAILED, lost, handed_back
+
+    @classmethod
+    def from_json(cls, run: dict[str, Any]) -> Execution:
+        return cls(
+            attempt=int(run["a"]),
+            worker=str(run["w"]),
+            started_ms=int(run["s"]),
+            ended_ms=_int_or_none(run.get("e")),
+            outcome=run.get("o"),
+        )
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """A job as read from Redis, at Redis's own clock ``now_ms``."""
 
@@ -110,6 +142,8 @@ class JobRecord:
     result_json: str | None = None
     queue_position: int | None = None
     order: int = 0
+    max_attempts: int = 1
+    runs: tuple[Execution, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -143,6 +177,8 @@ class JobRecord:
             result_json=result_json or None,
             queue_position=None if position is None else int(position),
             order=int(raw.get("order", 0)),
+            max_attempts=int(raw.get("max_attempts", 1)),
+            runs=tuple(Execution.from_json(run) for run in orjson.loads(raw.get("runs", "[]"))),
         )
 
 
@@ -155,6 +191,7 @@ class Started:
     type: str = ""
     params: dict[str, Any] | None = None
     attempt: int = 0
+    token: str = ""
 
 
 def redis_client(settings: Settings, *, blocking: bool = False) -> redis.Redis:
@@ -223,13 +260,16 @@ class JobStore:
             keyspace.tenant_active(keys.tenant),
             keyspace.STATS,
             keyspace.tenant_listed(keys.tenant),
+            keyspace.DUE,
+            keyspace.REQUEUE,
         ]
 
-    def _argv(self, *args: Any) -> list[Any]:
-        return [new_id(), self.settings.tombstone_ttl, self._index_ttl, *args]
+    def _argv(self, token: str, *args: Any) -> list[Any]:
+        return [new_id(), self.settings.tombstone_ttl, self._index_ttl, token, *args]
 
-    def _run(self, name: str, keys: JobKeys, *args: Any) -> list[Any]:
-        reply: list[Any] = self._scripts[name](keys=self._keys(keys), args=self._argv(*args))
+    def _run(self, name: str, keys: JobKeys, *args: Any, token: str = "") -> list[Any]:
+        script = self._scripts[name]
+        reply: list[Any] = script(keys=self._keys(keys), args=self._argv(token, *args))
         return reply
 
     # -- the API side -------------------------------------------------------
@@ -244,6 +284,7 @@ class JobStore:
         poll_timeout: int,
         retention: int,
         max_runtime: int,
+        max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
     ) -> str:
         """'created', 'exists' (same payload), 'conflict', 'tombstoned', or
         'too_many' (the tenant has JOBGATE_TENANT_MAX_ACTIVE live jobs)."""
@@ -256,6 +297,7 @@ class JobStore:
             retention,
             max_runtime,
             self.settings.tenant_max_active,
+            max_attempts,
         )
         return str(reply[0])
 
@@ -283,7 +325,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for keys in many:
             self._scripts["read_job"](
-                keys=self._keys(keys), args=self._argv(int(poll), limit), client=pipe
+                keys=self._keys(keys), args=self._argv("", int(poll), limit), client=pipe
             )
         outcomes: list[JobRecord | JobgateError] = []
         for keys, reply in zip(many, pipe.execute(), strict=True):
@@ -338,16 +380,25 @@ class JobStore:
         return str(event_id), str(fields.get("s", ""))
 
     @backend_errors
-    def fail(self, keys: JobKeys, code: ErrorCode, message: str) -> bool:
-        """Fail a job that is not terminal yet; True when this call did it."""
-        reply = self._run("fail_job", keys, code.value, message, int(code.retryable))
+    def fail(self, keys: JobKeys, code: ErrorCode, message: str, *, token: str = "") -> bool:
+        """Fail a job that is not terminal yet; True when this call did it.
+
+        With a worker's ``token``, only the execution that token owns.
+        """
+        reply = self._run("fail_job", keys, code.value, message, int(code.retryable), token=token)
         return bool(reply[1])
 
     # -- the worker side ----------------------------------------------------
 
     @backend_errors
-    def start(self, keys: JobKeys) -> Started:
-        reply = self._run("start_job", keys)
+    def start(self, keys: JobKeys, worker: str = "", node: str = "") -> Started:
+        """Take the job if it is queued: RUNNING under a new lease."""
+        token = new_id()
+        lease_ms = int(self.settings.lease_ttl * 1000)
+        reply: list[Any] = self._scripts["start_job"](
+            keys=[*self._keys(keys), keyspace.reserved(node)],
+            args=self._argv(token, worker or _this_worker(), lease_ms),
+        )
         if reply[0] != "run":
             status = reply[1] if reply[0] == "skip" else reply[0]
             return Started(run=False, status=str(status))
@@ -358,31 +409,84 @@ class JobStore:
             type=job_type,
             params=orjson.loads(params_json),
             attempt=int(attempt),
+            token=token,
         )
 
     @backend_errors
     def report(
-        self, keys: JobKeys, percent: int | None = None, message: str = "", rows: str = ""
+        self,
+        keys: JobKeys,
+        percent: int | None = None,
+        message: str = "",
+        rows: str = "",
+        *,
+        token: str = "",
     ) -> str:
-        """Write progress (one round trip) and return the job's status.
+        """Write progress (one round trip), renew the lease, return the job's status.
 
         Anything but RUNNING means the job must stop: cancelled, timed out,
-        failed by the watchdog, or gone.
+        failed by the watchdog, gone, or LEASE_LOST (another execution took over).
         """
         pct = -1 if percent is None else percent
-        reply = self._run("report_progress", keys, pct, message, rows)
+        reply = self._run("report_progress", keys, pct, message, rows, token=token)
         return str(reply[0])
 
     @backend_errors
-    def finish_done(self, keys: JobKeys, result_json: str) -> bool:
+    def finish_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> bool:
         """Store the result and make the job DONE; False if it had stopped."""
-        return bool(self._run("finish_job", keys, Status.DONE.value, result_json)[1])
+        reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
+        return bool(reply[1])
 
     @backend_errors
-    def finish_failed(self, keys: JobKeys, error: dict[str, Any]) -> bool:
+    def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
         """Make the job FAILED with ``error``; False if it had stopped."""
         payload = dumps({"id": new_id(), **error})
-        return bool(self._run("finish_job", keys, Status.FAILED.value, payload)[1])
+        return bool(self._run("finish_job", keys, Status.FAILED.value, payload, token=token)[1])
+
+    @backend_errors
+    def hand_back(self, keys: JobKeys, token: str) -> bool:
+        """Give a running job back to the queue (the worker shuts down)."""
+        return bool(self._run("hand_back", keys, token=token)[1])
+
+    # -- the sweep ----------------------------------------------------------
+
+    @backend_errors
+    def sweep_due(self, batch: int = SWEEP_BATCH) -> int:
+        """Settle every job whose next clock is due; returns how many were looked at.
+
+        Reads ``jobgate:due`` by score (never the keyspace); each job's check is
+        one atomic script, so two sweeps at once do no harm.
+        """
+        looked = 0
+        while True:
+            now_ms = _redis_ms(self.redis.time())
+            members: Any = self.redis.zrangebyscore(keyspace.DUE, "-inf", now_ms, 0, batch)
+            if not members:
+                return looked
+            pipe = self.redis.pipeline(transaction=False)
+            for member in members:
+                keys = JobKeys.from_member(str(member))
+                self._scripts["sweep_job"](keys=self._keys(keys), args=self._argv(""), client=pipe)
+            pipe.execute()
+            looked += len(members)
+            if len(members) < batch:
+                return looked
+
+    @backend_errors
+    def requeued(self, batch: int = SWEEP_BATCH) -> list[tuple[JobKeys, str]]:
+        """Jobs waiting for their Celery message to be sent again (oldest
+        first), with their type ('' when the job has gone meanwhile)."""
+        members: Any = self.redis.zrange(keyspace.REQUEUE, 0, batch - 1)
+        many = [JobKeys.from_member(str(member)) for member in members]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in many:
+            pipe.hget(keys.record, "type")
+        return [(keys, str(t or "")) for keys, t in zip(many, pipe.execute(), strict=True)]
+
+    @backend_errors
+    def mark_resent(self, keys: JobKeys) -> None:
+        """The job's message is on the broker again: take it off the requeue list."""
+        self.redis.zrem(keyspace.REQUEUE, keys.task_arg())
 
     # -- operations ---------------------------------------------------------
 
@@ -391,14 +495,63 @@ class JobStore:
         return bool(self.redis.ping())
 
     @backend_errors
-    def mark_worker_alive(self, worker: str, ttl: int = 30) -> None:
-        """Record that ``worker`` is alive; entries older than ``ttl`` are trimmed."""
+    def mark_worker_alive(self, worker: str) -> None:
+        """Record that ``worker`` is alive. A node silent for WORKER_SILENT_AFTER
+        is dead to the sweep, which then takes it out; the whole set goes
+        with its TTL when no worker is left at all."""
         now = float(self.redis.time()[0])
         pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(keyspace.WORKERS, {worker: now})
-        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - ttl)
-        pipe.expire(keyspace.WORKERS, ttl)
+        pipe.expire(keyspace.WORKERS, WORKERS_TTL)
         pipe.execute()
+
+    @backend_errors
+    def reserve(self, node: str, job_ref: str) -> None:
+        """The worker ``node`` holds the job's message (not started yet)."""
+        key = keyspace.reserved(node)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(key, {job_ref: time.time()})
+        pipe.expire(key, self._index_ttl)
+        pipe.execute()
+
+    @backend_errors
+    def recover_reservations(self, node: str, before: float = math.inf) -> int:
+        """Requeue the jobs ``node`` reserved before ``before`` and never started.
+
+        For a dead node (or a node that restarted): the broker keeps their
+        messages unacked until its visibility timeout. Returns how many.
+        """
+        key = keyspace.reserved(node)
+        members = [str(m) for m in self.redis.zrangebyscore(key, "-inf", before)]
+        if not members:
+            return 0
+        many = [JobKeys.from_member(m) for m in members]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in many:
+            pipe.hget(keys.record, "status")
+        stranded = [
+            keys.task_arg()
+            for keys, status in zip(many, pipe.execute(), strict=True)
+            if status == Status.INITIALIZED.value
+        ]
+        pipe = self.redis.pipeline(transaction=True)
+        if stranded:
+            pipe.zadd(keyspace.REQUEUE, dict.fromkeys(stranded, time.time() * 1000))
+            pipe.expire(keyspace.REQUEUE, self._index_ttl)
+        pipe.zrem(key, *members)
+        pipe.execute()
+        return len(stranded)
+
+    @backend_errors
+    def dead_workers(self) -> list[str]:
+        """Worker nodes that have not written a heartbeat for WORKER_SILENT_AFTER s."""
+        now = float(self.redis.time()[0])
+        nodes: Any = self.redis.zrangebyscore(keyspace.WORKERS, "-inf", now - WORKER_SILENT_AFTER)
+        return [str(node) for node in nodes]
+
+    @backend_errors
+    def forget_worker(self, node: str) -> None:
+        self.redis.zrem(keyspace.WORKERS, node)
 
     @backend_errors
     def workers_seen(self, within: int = 30) -> list[str]:
@@ -444,6 +597,15 @@ class JobStore:
                 "state. Run it with maxmemory-policy noeviction.",
                 policy,
             )
+
+
+def _redis_ms(reply: Any) -> int:
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _record_or_raise(keys: JobKeys, reply: list[Any]) -> JobRecord:

@@ -100,7 +100,12 @@ def test_partial_result_while_running(api: FlaskClient, redis_client: redis.Redi
     assert as_csv.data.startswith(b"step,square\r\n0,0\r\n")
     assert orjson.loads(as_ndjson.data.splitlines()[0]) == {"step": 0, "square": 0}
     keys = JobKeys("default", job_id)
-    assert 0 < redis_client.pttl(keys.partial) <= redis_client.pttl(keys.record)
+    # Both TTLs in one MULTI: two separate reads would straddle a millisecond.
+    pipe = redis_client.pipeline()
+    pipe.pttl(keys.partial)
+    pipe.pttl(keys.record)
+    partial_ttl, record_ttl = pipe.execute()
+    assert 0 < partial_ttl <= record_ttl
 
     done = poll_until(api, location, terminal)[-1]
     final = api.get(f"{location}/result?partial=true")

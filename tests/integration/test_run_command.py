@@ -78,6 +78,9 @@ def test_run_starts_everything_and_stops_everything(tmp_path: Path) -> None:
             "the demo job to end",
         )
         assert doc["status"] == "DONE"
+        wait_until(
+            lambda: "Sending due task jobgate-sweep" in log_path.read_text(), 30, "beat's sweep"
+        )
         flower = f"http://127.0.0.1:{flower_port}/"
         assert requests.get(flower, timeout=5).status_code == 401
         assert requests.get(flower, auth=("admin", "s3cret-for-test"), timeout=5).ok

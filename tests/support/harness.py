@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from jobgate.redis_server import free_port
+from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -47,6 +48,7 @@ class Process:
 
     def __init__(self, argv: list[str], settings: Settings, log_path: Path) -> None:
         self.log_path = log_path
+        self.name = log_path.stem
         self.log = log_path.open("wb")
         self.popen = subprocess.Popen(
             argv, env=child_env(settings), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
@@ -70,12 +72,15 @@ class Process:
         return self.popen.returncode
 
 
-def start_worker(settings: Settings, store: JobStore, log_dir: Path, name: str) -> Process:
+def start_worker(
+    settings: Settings, store: JobStore, log_dir: Path, name: str, *, sweep_only: bool = False
+) -> Process:
+    queues = [control_queue(settings)] if sweep_only else [settings.queue, control_queue(settings)]
     argv = [
         str(BIN / "celery"), "--app", "workers.worker", "worker",
         "--pool", "prefork",
         "--concurrency", str(settings.worker_concurrency),
-        "--queues", settings.queue,
+        "--queues", ",".join(queues),
         "--hostname", f"{name}@%h",
         "--loglevel", "INFO",
         "--without-gossip", "--without-mingle",
@@ -93,6 +98,25 @@ def start_worker(settings: Settings, store: JobStore, log_dir: Path, name: str) 
     if not worker.alive():
         raise RuntimeError(f"worker {name} died:\n{worker.output()}")
     return worker
+
+
+def start_beat(settings: Settings, log_dir: Path, name: str = "beat") -> Process:
+    """``jobgate beat``: the periodic sweep, as deployed."""
+    beat = Process([str(BIN / "jobgate"), "beat"], settings, log_dir / f"{name}.log")
+    wait_until(
+        lambda: not beat.alive() or "Sending due task" in beat.output(), 30, "beat to send a sweep"
+    )
+    if not beat.alive():
+        raise RuntimeError(f"beat died:\n{beat.output()}")
+    return beat
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
 
 
 class LiveServer(Process):

@@ -45,3 +45,16 @@ def big(ctx: JobContext, size: int) -> str:
 @job("test.not_json", description="Returns something JSON cannot hold.")
 def not_json(ctx: JobContext) -> Any:
     return {1, 2, 3}
+
+
+class StepsParams(Schema):
+    steps = fields.Integer(load_default=10, validate=validate.Range(1, 100_000))
+    delay = fields.Float(load_default=0.1, validate=validate.Range(0, 60))
+
+
+@job("test.fragile", params=StepsParams, max_attempts=1, description="One attempt only.")
+def fragile(ctx: JobContext, steps: int, delay: float) -> dict[str, int]:
+    for step in range(steps):
+        time.sleep(delay)
+        ctx.progress((step + 1) * 100 // steps)
+    return {"steps": steps, "attempt": ctx.attempt}

@@ -24,7 +24,13 @@ class CountingStore:
         self.reports: list[tuple[int | None, str, str]] = []
 
     def report(
-        self, keys: JobKeys, percent: int | None = None, message: str = "", rows: str = ""
+        self,
+        keys: JobKeys,
+        percent: int | None = None,
+        message: str = "",
+        rows: str = "",
+        *,
+        token: str = "",
     ) -> str:
         self.reports.append((percent, message, rows))
         return self.status

@@ -69,6 +69,7 @@ def test_created_job_leaves_no_key_without_ttl(store: JobStore, client: Any, key
         keyspace.SEQUENCE,
         keyspace.STATS,
         keyspace.tenant_listed(keys.tenant),
+        keyspace.DUE,
     }
     assert set(ttls) == {keys.record, keys.heartbeat, keys.tombstone, *indexes}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
@@ -136,4 +137,4 @@ def test_keys_of_a_job_share_the_prefix_and_hash_tag() -> None:
 
     for key in job.all():
         assert key.startswith("jobgate:job:{t1:report-1}")
-    assert len(set(job.all())) == 6
+    assert len(set(job.all())) == 7

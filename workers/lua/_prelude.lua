@@ -1,14 +1,16 @@
 -- Shared by every Jobgate script (prepended by workers/store.py).
 -- KEYS, always in this order (workers/store.py JobStore._keys): the job's own
 -- keys (one hash slot), then the shared indexes.
-local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local K_LISTED = KEYS[12]
--- ARGV[1..3] are common to every script; its own start at ARGV[4].
+local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB, K_LEASE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_LISTED, K_DUE, K_REQUEUE = KEYS[13], KEYS[14], KEYS[15]
+-- ARGV[1..4] are common to every script; its own start at ARGV[5].
 local ERROR_ID = ARGV[1]                   -- id for an error this call may create
 local TOMB_TTL_MS = tonumber(ARGV[2]) * 1000
 local INDEX_TTL_MS = tonumber(ARGV[3]) * 1000  -- the longest a job can live
+-- The lease token of the execution that calls ('' = not a worker's execution).
+local TOKEN = ARGV[4]
 local STATS_TTL_MS = 30 * 24 * 3600 * 1000
 
 -- 'tenant:id' (the queue's member) and 'id' (the tenant index's member).
@@ -120,6 +122,57 @@ local function unqueue()
   redis.call('ZREM', K_QUEUE, MEMBER)
 end
 
+-- When the sweep should next look at the job (its poll deadline, its lease's
+-- expiry, whichever is first); a job with neither clock leaves the set.
+local function schedule_due()
+  local next_ms = tonumber(redis.call('HGET', K_RECORD, 'deadline') or '0')
+  local lease_ms = redis.call('PTTL', K_LEASE)
+  if lease_ms > 0 then
+    local lease_at = now_ms() + lease_ms
+    if next_ms == 0 or lease_at < next_ms then
+      next_ms = lease_at
+    end
+  end
+  if next_ms == 0 then
+    redis.call('ZREM', K_DUE, MEMBER)
+    return
+  end
+  redis.call('ZADD', K_DUE, next_ms, MEMBER)
+  redis.call('PEXPIRE', K_DUE, INDEX_TTL_MS)
+end
+
+-- The record keeps every execution (attempt, worker, start, end, outcome) as a
+-- JSON list, so two executions that overlapped would show.
+local function end_run(now, outcome)
+  local raw = redis.call('HGET', K_RECORD, 'runs')
+  if not raw then
+    return
+  end
+  local runs = cjson.decode(raw)
+  local last = runs[#runs]
+  if last and last['e'] == nil then
+    last['e'] = now
+    last['o'] = outcome
+    redis.call('HSET', K_RECORD, 'runs', cjson.encode(runs))
+  end
+end
+
+-- Put a RUNNING job back in the queue for another execution: its place in the
+-- queue index as before, and a mark for the sweep to send its message again.
+local function requeue(now, outcome, message)
+  end_run(now, outcome)
+  redis.call('HDEL', K_RECORD, 'lease')
+  redis.call('DEL', K_LEASE)
+  redis.call('HSET', K_RECORD, 'status', 'INITIALIZED', 'message', message)
+  redis.call('ZADD', K_QUEUE, hget_num('order'), MEMBER)
+  redis.call('ZADD', K_REQUEUE, now, MEMBER)
+  redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
+  schedule_due()
+  count('requeued:' .. outcome)
+  notify('INITIALIZED', redis.call('HGET', K_RECORD, 'progress') or '0')
+  return 'INITIALIZED'
+end
+
 -- The terminal transition: status, times, and the retention TTL of every key,
 -- in one step. Returns the new status, or 'gone' when retention already lapsed.
 local function finish(now, status, message, err, finished_at)
@@ -131,8 +184,12 @@ local function finish(now, status, message, err, finished_at)
     count('finished:' .. status .. ':')
   end
   unqueue()
+  end_run(now, status)
   redis.call('ZREM', K_ACTIVE, JOB_ID)
-  redis.call('DEL', K_HB, K_PARTIAL)
+  redis.call('ZREM', K_DUE, MEMBER)
+  redis.call('ZREM', K_REQUEUE, MEMBER)
+  redis.call('HDEL', K_RECORD, 'lease')
+  redis.call('DEL', K_HB, K_PARTIAL, K_LEASE)
   if ttl <= 0 then
     redis.call('DEL', K_RECORD, K_RESULT)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
@@ -171,12 +228,37 @@ local function settle(now)
     return status
   end
   local poll_timeout = hget_num('poll_timeout')
-  if poll_timeout == 0 or redis.call('EXISTS', K_HB) == 1 then
+  if poll_timeout > 0 and redis.call('EXISTS', K_HB) == 0 then
+    local message = 'Timed out: not polled within ' .. poll_timeout .. ' s'
+    local err = error_json('TIMED_OUT', message, true)
+    return finish(now, 'FAILED', message, err, hget_num('deadline'))
+  end
+  if status ~= 'RUNNING' or redis.call('EXISTS', K_LEASE) == 1 then
     return status
   end
-  local message = 'Timed out: not polled within ' .. poll_timeout .. ' s'
-  local err = error_json('TIMED_OUT', message, true)
-  return finish(now, 'FAILED', message, err, hget_num('deadline'))
+  -- RUNNING without a live lease: its worker stopped renewing it. The worker
+  -- that holds the token (it lost Redis for a while, nobody took over) simply
+  -- takes its lease back; otherwise the execution is lost.
+  local holder = redis.call('HGET', K_RECORD, 'lease')
+  if TOKEN ~= '' and TOKEN == holder then
+    redis.call('SET', K_LEASE, TOKEN, 'PX', hget_num('lease_ms'))
+    return status
+  end
+  local attempt, max_attempts = hget_num('attempt'), math.max(1, hget_num('max_attempts'))
+  if attempt < max_attempts then
+    return requeue(now, 'lost',
+      string.format('Requeued: the worker of attempt %d of %d was lost', attempt, max_attempts))
+  end
+  local message = string.format(
+    'Worker lost: the worker of attempt %d of %d stopped renewing its lease', attempt, max_attempts)
+  end_run(now, 'lost')
+  return finish(now, 'FAILED', message, error_json('WORKER_LOST', message, true), now)
+end
+
+-- The calling worker still owns the running job: it holds the lease token.
+-- A caller without a token (the API, the sweep) owns nothing.
+local function owned()
+  return TOKEN == '' or redis.call('HGET', K_RECORD, 'lease') == TOKEN
 end
 
 -- settle(), and for a job that is not there, why: 'gone' (its tombstone is

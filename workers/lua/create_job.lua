@@ -1,7 +1,8 @@
--- ARGV[4..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active
+-- ARGV[5..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
+--   max_attempts
 -- Returns {'created'} | {'exists'} | {'conflict'} | {'tombstoned'} | {'too_many', active}.
-local job_type, params = ARGV[4], ARGV[5]
-local poll_timeout = tonumber(ARGV[6])
+local job_type, params = ARGV[5], ARGV[6]
+local poll_timeout = tonumber(ARGV[7])
 local now = now_ms()
 
 local status = settle(now)
@@ -16,16 +17,18 @@ if redis.call('EXISTS', K_TOMB) == 1 then
   return {'tombstoned'}
 end
 local active = count_active(now)
-if active >= tonumber(ARGV[9]) then
+if active >= tonumber(ARGV[10]) then
   return {'too_many', active}
 end
 
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now,
-  'poll_timeout', poll_timeout, 'retention', ARGV[7], 'max_runtime', ARGV[8], 'attempt', 0)
+  'poll_timeout', poll_timeout, 'retention', ARGV[8], 'max_runtime', ARGV[9], 'attempt', 0,
+  'max_attempts', ARGV[11])
 if poll_timeout > 0 then
   redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
   redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
+  schedule_due()
 end
 redis.call('SET', K_TOMB, '1')
 count('submitted')

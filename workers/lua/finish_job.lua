@@ -1,12 +1,16 @@
 -- The worker ends a running job. A job that is no longer RUNNING (cancelled,
 -- timed out) keeps its status and what the worker brings is dropped.
--- ARGV[4..]: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
--- Returns {status_or_'missing'|'gone', applied (0|1)}.
-local outcome, payload = ARGV[4], ARGV[5]
+-- ARGV[5..]: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
+-- A worker whose lease another execution has taken over writes nothing.
+-- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}.
+local outcome, payload = ARGV[5], ARGV[6]
 local now = now_ms()
 local status = settle(now)
 if status ~= 'RUNNING' then
   return {status or 'missing', 0}
+end
+if not owned() then
+  return {'LEASE_LOST', 0}
 end
 if outcome == 'DONE' then
   local seconds = (now - hget_num('started')) / 1000

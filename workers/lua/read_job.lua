@@ -1,10 +1,10 @@
--- A read of the job, which is also a poll when ARGV[4] == '1': it renews the
+-- A read of the job, which is also a poll when ARGV[5] == '1': it renews the
 -- heartbeat atomically with the read.
--- ARGV[4..]: renew (0|1), inline_max_bytes (-1 = always)
+-- ARGV[5..]: renew (0|1), inline_max_bytes (-1 = always)
 -- Returns {'missing'} | {'gone'} |
 --   {'ok', record, result_or_false, last_event_id, now_ms, queue_position_or_false}.
-local renew = ARGV[4] == '1'
-local inline_max = tonumber(ARGV[5])
+local renew = ARGV[5] == '1'
+local inline_max = tonumber(ARGV[6])
 local now = now_ms()
 
 local status, absent = settle_or_absent(now)

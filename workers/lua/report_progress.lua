@@ -1,14 +1,22 @@
 -- Progress, message and partial rows of a running job in one round trip; the
 -- answer tells the worker whether to go on. With nothing to write it is the
 -- watchdog's check.
--- ARGV[4..]: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
--- Returns {status_or_'missing'|'gone', progress}.
-local percent = tonumber(ARGV[4])
-local message, rows = ARGV[5], ARGV[6]
+-- ARGV[5..]: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
+-- The call renews the caller's lease; a caller whose lease another execution
+-- has taken over gets 'LEASE_LOST' and writes nothing.
+-- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress}.
+local percent = tonumber(ARGV[5])
+local message, rows = ARGV[6], ARGV[7]
 local now = now_ms()
 local status = settle(now)
 if status ~= 'RUNNING' then
   return {status or 'missing', 0}
+end
+if not owned() then
+  return {'LEASE_LOST', 0}
+end
+if TOKEN ~= '' then
+  redis.call('PEXPIRE', K_LEASE, hget_num('lease_ms'))
 end
 local progress = hget_num('progress')
 local changed = false

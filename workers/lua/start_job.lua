@@ -1,9 +1,12 @@
--- A worker takes a queued job.
+-- A worker takes a queued job: it becomes RUNNING under a lease (token, TTL)
+-- that the worker renews; a second delivery while the lease lives does nothing.
+-- ARGV[5..]: worker name, lease_ms
 -- Returns {'missing'} | {'gone'} | {'skip', status} | {'run', type, params, attempt}.
+local worker, lease_ms = ARGV[5], tonumber(ARGV[6])
 local now = now_ms()
-unqueue()  -- whatever happens next, this job no longer waits in the queue
 local status = settle(now)
 if status == nil then
+  unqueue()
   return {'missing'}
 end
 if status == 'gone' then
@@ -12,11 +15,22 @@ end
 if status ~= 'INITIALIZED' then
   return {'skip', status}
 end
+-- Whatever happens next, this job no longer waits in the queue, nor in the
+-- starting worker node's reservations (KEYS[16]).
+unqueue()
+redis.call('ZREM', K_REQUEUE, MEMBER)
+redis.call('ZREM', KEYS[16], MEMBER)
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
-redis.call('HSET', K_RECORD, 'status', 'RUNNING', 'started', now, 'message', 'Running')
+-- (cjson reads '[]' as an empty table; the list is never empty once written.)
+local runs = cjson.decode(redis.call('HGET', K_RECORD, 'runs') or '[]')
+runs[#runs + 1] = {a = attempt, w = worker, s = now}
+redis.call('HSET', K_RECORD, 'status', 'RUNNING', 'started', now, 'message', 'Running',
+  'lease', TOKEN, 'lease_ms', lease_ms, 'runs', cjson.encode(runs))
+redis.call('SET', K_LEASE, TOKEN, 'PX', lease_ms)
 if hget_num('poll_timeout') == 0 then
   renew_live_ttl()
 end
+schedule_due()
 notify('RUNNING', redis.call('HGET', K_RECORD, 'progress'))
 local fields = redis.call('HMGET', K_RECORD, 'type', 'params')
 return {'run', fields[1], fields[2], attempt}

@@ -1,0 +1,366 @@
+"""Leases: one live execution per job, lost workers requeued, stale writes refused.
+
+Deleting a lease key is exactly what its expiry does when a worker stops
+renewing it (killed, frozen, cut off from Redis).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, assert_ttl_close
+from workers import keys as keyspace
+from workers.keys import JobKeys
+from workers.states import ErrorCode, Status
+from workers.store import WORKER_SILENT_AFTER, JobStore, Started
+
+
+def create(store: JobStore, keys: JobKeys, max_attempts: int = 3, poll_timeout: int = 0) -> None:
+    created = store.create(
+        keys,
+        "demo.count",
+        '{"n":3}',
+        poll_timeout=poll_timeout,
+        retention=RETENTION,
+        max_runtime=MAX_RUNTIME,
+        max_attempts=max_attempts,
+    )
+    assert created == "created"
+
+
+def started(store: JobStore, keys: JobKeys, worker: str = "w1") -> Started:
+    taken = store.start(keys, worker)
+    assert taken.run, taken
+    return taken
+
+
+def lose_lease(client: Any, keys: JobKeys) -> None:
+    client.delete(keys.lease)
+
+
+def test_start_takes_a_lease_with_its_token_and_ttl(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+
+    taken = started(store, keys)
+
+    assert taken.token
+    assert client.get(keys.lease) == taken.token
+    assert_ttl_close(client, keys.lease, int(store.settings.lease_ttl * 1000))
+
+
+def test_the_record_keeps_each_execution(store: JobStore, keys: JobKeys) -> None:
+    create(store, keys)
+    started(store, keys, "node-a:101")
+
+    run = store.read(keys, poll=False).runs
+
+    assert len(run) == 1
+    assert (run[0].attempt, run[0].worker, run[0].ended_ms) == (1, "node-a:101", None)
+
+
+def test_a_second_delivery_while_the_lease_lives_does_nothing(
+    store: JobStore, keys: JobKeys
+) -> None:
+    create(store, keys)
+    first = started(store, keys)
+
+    again = store.start(keys, "w2")
+
+    assert (again.run, again.status) == (False, "RUNNING")
+    record = store.read(keys, poll=False)
+    assert record.attempt == 1
+    assert [r.worker for r in record.runs] == ["w1"]
+    assert store.report(keys, 10, token=first.token) == "RUNNING"
+
+
+def test_progress_renews_the_lease(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    client.pexpire(keys.lease, 500)
+
+    store.report(keys, 5, token=taken.token)
+
+    assert_ttl_close(client, keys.lease, int(store.settings.lease_ttl * 1000))
+
+
+def test_a_lost_lease_requeues_the_job(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    started(store, keys)
+    lose_lease(client, keys)
+
+    record = store.read(keys, poll=False)
+
+    assert record.status is Status.INITIALIZED
+    assert record.message.startswith("Requeued")
+    assert record.attempt == 1
+    assert record.runs[0].outcome == "lost"
+    assert record.runs[0].ended_ms is not None
+    assert client.zscore(keyspace.queue_index(store.settings.queue), keys.task_arg()) is not None
+    assert [k for k, _ in store.requeued()] == [keys]
+    assert not client.exists(keys.lease)
+
+
+def test_the_next_execution_is_attempt_two_and_never_overlaps(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    started(store, keys, "w1")
+    lose_lease(client, keys)
+
+    second = started(store, keys, "w2")
+
+    assert second.attempt == 2
+    runs = store.read(keys, poll=False).runs
+    assert [(r.attempt, r.worker) for r in runs] == [(1, "w1"), (2, "w2")]
+    assert runs[0].ended_ms is not None and runs[0].ended_ms <= runs[1].started_ms
+    assert store.requeued() == []  # the start took it off the requeue list
+
+
+def test_a_restarted_job_keeps_its_progress(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    first = started(store, keys)
+    store.report(keys, 60, token=first.token)
+    lose_lease(client, keys)
+    second = started(store, keys)
+
+    store.report(keys, 10, token=second.token)
+
+    assert store.read(keys, poll=False).progress == 60
+
+
+def test_the_last_attempt_lost_fails_worker_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys, max_attempts=2)
+    for _ in range(2):
+        started(store, keys)
+        lose_lease(client, keys)
+
+    record = store.read(keys, poll=False)
+
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert record.error["code"] == ErrorCode.WORKER_LOST.value
+    assert record.error["retryable"] is True
+    assert [r.outcome for r in record.runs] == ["lost", "lost"]
+    assert store.requeued() == []
+    assert client.zscore(keyspace.DUE, keys.task_arg()) is None
+
+
+def test_a_stale_execution_cannot_write(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    old = started(store, keys, "w1")
+    lose_lease(client, keys)
+    new = started(store, keys, "w2")
+
+    assert store.report(keys, 90, "old", '{"r":1}\n', token=old.token) == "LEASE_LOST"
+    assert not store.finish_done(keys, '"old"', token=old.token)
+    assert not store.finish_failed(keys, {"code": "JOB_ERROR", "message": "x"}, token=old.token)
+    assert not store.fail(keys, ErrorCode.TIME_LIMIT_EXCEEDED, "late", token=old.token)
+    record = store.read(keys, poll=False)
+    assert (record.status, record.progress) == (Status.RUNNING, 0)
+    assert store.partial_rows(keys) == ""
+
+    assert store.finish_done(keys, '"new"', token=new.token)
+    assert store.read(keys, poll=False).result_json == '"new"'
+
+
+def test_the_owner_takes_back_a_lapsed_lease_nobody_took_over(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    lose_lease(client, keys)  # the worker could not reach Redis for a while
+
+    assert store.report(keys, 30, token=taken.token) == "RUNNING"
+    assert client.get(keys.lease) == taken.token
+    assert store.read(keys, poll=False).attempt == 1
+
+
+def test_finish_releases_the_lease_and_leaves_the_sweep(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys, poll_timeout=POLL_TIMEOUT)
+    taken = started(store, keys)
+
+    assert store.finish_done(keys, "1", token=taken.token)
+
+    assert not client.exists(keys.lease)
+    assert client.zscore(keyspace.DUE, keys.task_arg()) is None
+    runs = store.read(keys, poll=False).runs
+    assert runs[0].outcome == "DONE"
+
+
+def test_hand_back_requeues_without_waiting_for_the_lease(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+
+    assert not store.hand_back(keys, "someone-else")
+    assert store.hand_back(keys, taken.token)
+
+    record = store.read(keys, poll=False)
+    assert record.status is Status.INITIALIZED
+    assert record.runs[0].outcome == "handed_back"
+    assert [k for k, _ in store.requeued()] == [keys]
+    assert store.report(keys, 50, token=taken.token) == "INITIALIZED"
+
+
+def test_requeued_lists_the_type_and_resent_removes(store: JobStore, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    store.hand_back(keys, taken.token)
+
+    assert store.requeued() == [(keys, "demo.count")]
+    store.mark_resent(keys)
+    assert store.requeued() == []
+
+
+# -- the sweep ----------------------------------------------------------------
+
+
+def make_due(client: Any, keys: JobKeys) -> None:
+    client.zadd(keyspace.DUE, {keys.task_arg(): 0})
+
+
+def test_sweep_times_out_an_unpolled_queued_job(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys, poll_timeout=POLL_TIMEOUT)
+    client.delete(keys.heartbeat)  # what its expiry does
+    make_due(client, keys)
+
+    assert store.sweep_due() == 1
+
+    assert client.hget(keys.record, "status") == "FAILED"
+    assert client.zscore(keyspace.DUE, keys.task_arg()) is None
+
+
+def test_sweep_requeues_a_job_whose_lease_lapsed(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    started(store, keys)
+    lose_lease(client, keys)
+    make_due(client, keys)
+
+    store.sweep_due()
+
+    assert client.hget(keys.record, "status") == "INITIALIZED"
+    assert [k for k, _ in store.requeued()] == [keys]
+
+
+def test_sweep_reschedules_a_healthy_job_to_its_next_clock(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    started(store, keys)
+    make_due(client, keys)
+
+    store.sweep_due()
+
+    assert client.hget(keys.record, "status") == "RUNNING"
+    score = client.zscore(keyspace.DUE, keys.task_arg())
+    now_ms = int(client.time()[0]) * 1000
+    lease_ms = store.settings.lease_ttl * 1000
+    assert now_ms < score <= now_ms + lease_ms + 1000
+
+
+def test_sweep_leaves_jobs_that_are_not_due(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys, poll_timeout=POLL_TIMEOUT)
+    client.delete(keys.heartbeat)  # lapsed, but its due time (the deadline) is ahead
+
+    assert store.sweep_due() == 0
+    assert client.hget(keys.record, "status") == "INITIALIZED"
+
+
+def test_sweep_forgets_jobs_that_have_gone(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys, poll_timeout=POLL_TIMEOUT)
+    client.delete(*keys.all())
+    make_due(client, keys)
+
+    store.sweep_due()
+
+    assert client.zscore(keyspace.DUE, keys.task_arg()) is None
+
+
+def test_sweep_works_through_more_than_one_batch(store: JobStore, client: Any) -> None:
+    jobs = [JobKeys("t1", f"batch-{i}") for i in range(7)]
+    for job in jobs:
+        create(store, job, poll_timeout=POLL_TIMEOUT)
+        client.delete(job.heartbeat)
+        make_due(client, job)
+
+    assert store.sweep_due(batch=3) == 7
+    assert {client.hget(job.record, "status") for job in jobs} == {"FAILED"}
+
+
+@pytest.mark.parametrize("status", ["DONE", "FAILED"])
+def test_terminal_jobs_are_not_in_the_sweep(
+    store: JobStore, client: Any, make_job: MakeJob, status: str
+) -> None:
+    job = make_job(status)
+
+    assert client.zscore(keyspace.DUE, job.task_arg()) is None
+
+
+# -- messages a dead worker held ------------------------------------------------
+
+
+def test_a_started_job_leaves_its_nodes_reservations(store: JobStore, client: Any) -> None:
+    job = JobKeys("t1", "reserved-1")
+    create(store, job)
+    store.reserve("node-a", job.task_arg())
+
+    store.start(job, "node-a:7", "node-a")
+
+    assert client.zcard(keyspace.reserved("node-a")) == 0
+    assert store.recover_reservations("node-a") == 0
+
+
+def test_reservations_of_a_dead_node_are_requeued_if_never_started(
+    store: JobStore, client: Any
+) -> None:
+    waiting, finished = JobKeys("t1", "res-wait"), JobKeys("t1", "res-done")
+    for job in (waiting, finished):
+        create(store, job)
+        store.reserve("node-b", job.task_arg())
+    taken = store.start(finished, "node-c:1", "node-c")  # another node ran it
+    store.finish_done(finished, "1", token=taken.token)
+
+    assert store.recover_reservations("node-b") == 1
+
+    assert store.requeued() == [(waiting, "demo.count")]
+    assert not client.exists(keyspace.reserved("node-b"))
+
+
+def test_only_reservations_from_before_a_restart_are_recovered(store: JobStore) -> None:
+    old, new = JobKeys("t1", "res-old"), JobKeys("t1", "res-new")
+    for job in (old, new):
+        create(store, job)
+    store.reserve("node-d", old.task_arg())
+    cutoff = time.time()
+    time.sleep(0.01)
+    store.reserve("node-d", new.task_arg())
+
+    assert store.recover_reservations("node-d", before=cutoff) == 1
+    assert [k for k, _ in store.requeued()] == [old]
+
+
+def test_a_silent_worker_is_dead_to_the_sweep(store: JobStore, client: Any) -> None:
+    store.mark_worker_alive("alive@h")
+    store.mark_worker_alive("silent@h")
+    now = int(client.time()[0])
+    client.zadd(keyspace.WORKERS, {"silent@h": now - WORKER_SILENT_AFTER - 1})
+
+    assert store.dead_workers() == ["silent@h"]
+    assert store.workers_seen() == ["alive@h"]
+    store.forget_worker("silent@h")
+    assert store.dead_workers() == []
+    assert client.ttl(keyspace.WORKERS) > 0
