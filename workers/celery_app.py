@@ -71,6 +71,9 @@ def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
         if stranded:
             log.warning("sweep: worker %s is gone; %d job(s) it held requeued", node, stranded)
         store.forget_worker(node)
+    lost = store.find_lost_messages()
+    if lost:
+        log.warning("sweep: %d queued job(s) whose message was lost requeued", lost)
     resent = 0
     for keys, type_name in store.requeued():
         if type_name:

@@ -20,6 +20,12 @@ def queue_index(queue: str) -> str:
     return f"{PREFIX}queue:{queue}"
 
 
+def queue_started(queue: str) -> str:
+    """When the newest message a worker of the queue started was sent (ms): the
+    broker is FIFO, so an older message whose job still waits was lost."""
+    return f"{PREFIX}queue:{queue}:started"
+
+
 def tenant_index(tenant: str) -> str:
     """Sorted set of a tenant's job ids, newest last, for listing."""
     return f"{PREFIX}tenant:{tenant}:jobs"

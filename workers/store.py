@@ -47,6 +47,17 @@ SCRIPT_NAMES = (
 )
 # The sweep looks at this many due jobs per round trip.
 SWEEP_BATCH = 200
+# A waiting job whose message was sent this long before the newest started
+# one (or while the broker list is empty) has lost its message.
+LOST_MESSAGE_GRACE_MS = 10_000
+RESENT_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'sent', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+return 1
+"""
 # A worker node writes a heartbeat every 10 s; silent this long, it is dead.
 WORKER_SILENT_AFTER = 30
 WORKERS_TTL = 24 * 3600
@@ -234,6 +245,7 @@ class JobStore:
             name: client.register_script(lua_source(name)) for name in SCRIPT_NAMES
         }
         self._index_ttl = self.index_ttl
+        self._resent = client.register_script(RESENT_LUA)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -262,6 +274,7 @@ class JobStore:
             keyspace.tenant_listed(keys.tenant),
             keyspace.DUE,
             keyspace.REQUEUE,
+            keyspace.queue_started(self.settings.queue),
         ]
 
     def _argv(self, token: str, *args: Any) -> list[Any]:
@@ -485,8 +498,48 @@ class JobStore:
 
     @backend_errors
     def mark_resent(self, keys: JobKeys) -> None:
-        """The job's message is on the broker again: take it off the requeue list."""
-        self.redis.zrem(keyspace.REQUEUE, keys.task_arg())
+        """The job's message is on the broker again: take it off the requeue
+        list and note when it was sent (only if the record still exists: a
+        write to a gone record would leave a key without a TTL)."""
+        self._resent(keys=[keys.record, keyspace.REQUEUE], args=[keys.task_arg()])
+
+    @backend_errors
+    def find_lost_messages(self, grace_ms: int = LOST_MESSAGE_GRACE_MS) -> int:
+        """Requeue waiting jobs whose Celery message is nowhere; returns how many.
+
+        The broker list is FIFO. A job still INITIALIZED whose message was sent
+        ``grace_ms`` before the newest message a worker started, or while the
+        list is now empty, is not waiting in it: its message was lost on the
+        way (popped by a worker that stopped before reading it, celery#4354;
+        held by a worker that died; never sent by an API process that died).
+        Only the head of the queue index is read, never the keyspace. A wrong
+        guess costs one duplicate message, which runs nothing.
+        """
+        queue_index = keyspace.queue_index(self.settings.queue)
+        members = [str(m) for m in self.redis.zrange(queue_index, 0, SWEEP_BATCH - 1)]
+        if not members:
+            return 0
+        many = [JobKeys.from_member(m) for m in members]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(keyspace.queue_started(self.settings.queue))
+        pipe.llen(self.settings.queue)
+        for keys in many:
+            pipe.hmget(keys.record, "status", "sent")
+        now_reply, started_raw, waiting, *fields = pipe.execute()
+        now_ms = _redis_ms(now_reply)
+        started_ms = int(started_raw or 0)
+        lost = []
+        for keys, (status, sent_raw) in zip(many, fields, strict=True):
+            sent = int(sent_raw or 0)
+            if status != Status.INITIALIZED.value or not sent or sent > now_ms - grace_ms:
+                continue
+            if sent < started_ms - grace_ms or int(waiting) == 0:
+                lost.append(keys.task_arg())
+        if lost:
+            self.redis.zadd(keyspace.REQUEUE, dict.fromkeys(lost, now_ms))
+            self.redis.expire(keyspace.REQUEUE, self._index_ttl)
+        return len(lost)
 
     # -- operations ---------------------------------------------------------
 

@@ -357,6 +357,23 @@ def test_a_dead_workers_unstarted_messages_are_sent_again(
     assert "dead@nowhere" not in fstore.dead_workers()
 
 
+def test_a_job_whose_message_vanished_is_sent_again(
+    workers: Workers, fstore: JobStore, fault_redis: RedisServer
+) -> None:
+    workers.start("finder", worker_concurrency=1)
+    job = JobKeys(TENANT, f"vanished-{uuid.uuid4().hex[:8]}")
+    # Created, but its message never reached the broker (or a worker popped
+    # it and stopped before reading it): nothing anywhere says so but the wait.
+    fstore.create(job, "demo.count", '{"n":2}', poll_timeout=0, retention=1, max_runtime=60)
+    raw = redis.Redis.from_url(fault_redis.url)
+    now_s = int(raw.time()[0])
+    raw.hset(job.record, "sent", (now_s - 30) * 1000)
+
+    done = wait_status(fstore, job, Status.DONE, timeout=30)
+
+    assert done.attempt == 1
+
+
 # -- 2. Redis goes away for 10 s ------------------------------------------------------
 
 

@@ -364,3 +364,60 @@ def test_a_silent_worker_is_dead_to_the_sweep(store: JobStore, client: Any) -> N
     store.forget_worker("silent@h")
     assert store.dead_workers() == []
     assert client.ttl(keyspace.WORKERS) > 0
+
+
+# -- messages lost on the way -------------------------------------------------------
+
+
+def sent_seconds_ago(client: Any, keys: JobKeys, seconds: float) -> None:
+    now_ms = int(client.time()[0]) * 1000
+    client.hset(keys.record, "sent", int(now_ms - seconds * 1000))
+
+
+def test_a_job_whose_message_was_overtaken_is_requeued(store: JobStore, client: Any) -> None:
+    lost, later = JobKeys("t1", "fifo-lost"), JobKeys("t1", "fifo-later")
+    create(store, lost)
+    create(store, later)
+    client.rpush(store.settings.queue, "another message")  # the list is not empty
+    sent_seconds_ago(client, lost, 30)
+    started(store, later)  # sent just now, already started: FIFO says `lost` went first
+
+    assert store.find_lost_messages() == 1
+    assert store.requeued() == [(lost, "demo.count")]
+
+
+def test_a_waiting_job_behind_nothing_in_an_empty_queue_is_requeued(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 30)
+
+    assert store.find_lost_messages() == 1
+
+
+def test_recent_or_still_queued_messages_are_not_lost(store: JobStore, client: Any) -> None:
+    recent, queued = JobKeys("t1", "fifo-recent"), JobKeys("t1", "fifo-queued")
+    create(store, recent)  # sent just now
+    create(store, queued)
+    sent_seconds_ago(client, queued, 30)
+    client.rpush(store.settings.queue, "its message, still waiting")
+
+    assert store.find_lost_messages() == 0
+    assert store.requeued() == []
+
+
+def test_resending_notes_the_new_send_time(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 30)
+    store.find_lost_messages()
+
+    store.mark_resent(keys)
+
+    assert store.requeued() == []
+    assert store.find_lost_messages() == 0  # sent again just now
+
+
+def test_resending_a_gone_job_writes_nothing(store: JobStore, client: Any, keys: JobKeys) -> None:
+    store.mark_resent(keys)
+
+    assert not client.exists(keys.record)

@@ -4,7 +4,7 @@
 local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB, K_LEASE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local K_LISTED, K_DUE, K_REQUEUE = KEYS[13], KEYS[14], KEYS[15]
+local K_LISTED, K_DUE, K_REQUEUE, K_STARTED = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 -- ARGV[1..4] are common to every script; its own start at ARGV[5].
 local ERROR_ID = ARGV[1]                   -- id for an error this call may create
 local TOMB_TTL_MS = tonumber(ARGV[2]) * 1000

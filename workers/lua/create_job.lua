@@ -22,7 +22,7 @@ if active >= tonumber(ARGV[10]) then
 end
 
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
-  'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now,
+  'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGV[8], 'max_runtime', ARGV[9], 'attempt', 0,
   'max_attempts', ARGV[11])
 if poll_timeout > 0 then

@@ -16,10 +16,16 @@ if status ~= 'INITIALIZED' then
   return {'skip', status}
 end
 -- Whatever happens next, this job no longer waits in the queue, nor in the
--- starting worker node's reservations (KEYS[16]).
+-- starting worker node's reservations (KEYS[17]).
 unqueue()
 redis.call('ZREM', K_REQUEUE, MEMBER)
-redis.call('ZREM', KEYS[16], MEMBER)
+redis.call('ZREM', KEYS[17], MEMBER)
+-- The newest message started so far (by when it was sent): any message sent
+-- well before it whose job still waits has been lost on the way.
+local sent = hget_num('sent')
+if sent > tonumber(redis.call('GET', K_STARTED) or '0') then
+  redis.call('SET', K_STARTED, sent, 'PX', INDEX_TTL_MS)
+end
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
 -- (cjson reads '[]' as an empty table; the list is never empty once written.)
 local runs = cjson.decode(redis.call('HGET', K_RECORD, 'runs') or '[]')
