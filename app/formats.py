@@ -183,17 +183,18 @@ def render(result_json: str, fmt: str) -> tuple[Iterable[bytes], str]:
     return _stream(fmt, columns, rows), content_type
 
 
-def render_rows(
-    ndjson_lines: str, fmt: str, columns: list[str] | None
-) -> tuple[Iterable[bytes], str]:
-    """A running job's rows so far (one JSON value a line) as ``(body chunks, Content-Type)``.
+def render_rows(batches: str, fmt: str, columns: list[str] | None) -> tuple[Iterable[bytes], str]:
+    """A running job's rows so far as ``(body chunks, Content-Type)``.
+
+    ``batches`` is the stored partial result: a line per progress write, each
+    a JSON array of the rows published since the previous one.
 
     Same formats as ``render``, so a client reads a partial result the way it
     will read the final one. ``columns`` are the job's declared columns, if it
     publishes rows as lists.
     """
     content_type = _content_type(fmt)
-    rows = _parse_lines(ndjson_lines)
+    rows = _parse_batches(batches)
     if fmt == "json":
         return [orjson.dumps(_partial_document(rows, columns))], content_type
     width = None if columns is None else len(columns)
@@ -208,10 +209,14 @@ def _content_type(fmt: str) -> str:
     return CONTENT_TYPES[fmt]
 
 
-def _parse_lines(ndjson_lines: str) -> list[Any]:
+def _parse_batches(batches: str) -> list[Any]:
     # Split on "\n" only: str.splitlines() would also cut at U+2028 and other
     # separators, which orjson leaves unescaped inside strings.
-    return [orjson.loads(line) for line in ndjson_lines.split("\n") if line.strip()]
+    rows: list[Any] = []
+    for line in batches.split("\n"):
+        if line.strip():
+            rows.extend(orjson.loads(line))
+    return rows
 
 
 def _partial_document(rows: list[Any], columns: list[str] | None) -> Any:

@@ -191,6 +191,7 @@ class Jobs(MethodView):
             retention=data["retention"],
             max_runtime=job_type.runtime_limit(jg.settings.max_runtime),
             max_attempts=job_type.max_attempts,
+            watch=wait > 0,
         )
         if outcome == "conflict":
             raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")
@@ -344,7 +345,7 @@ class Job(MethodView):
         jg = jobgate()
         keys = job_keys(job_id)
         inline = jg.settings.inline_result_bytes
-        record = jg.store.read(keys, poll=True, inline_max=inline)
+        record = jg.store.read(keys, poll=True, inline_max=inline, watch=wait > 0)
         if wait > 0 and not record.status.terminal:
             with jg.wait_slots.claim() as may_wait:
                 changed = may_wait and jg.store.wait_for_event(keys, record.last_event_id, wait)

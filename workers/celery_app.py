@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from typing import Any
 
 from celery import Celery, signals
@@ -66,11 +65,6 @@ def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
     RUNNING under a live lease, or finished, and does nothing).
     """
     looked = store.sweep_due()
-    for node in store.dead_workers():
-        stranded = store.recover_reservations(node)
-        if stranded:
-            log.warning("sweep: worker %s is gone; %d job(s) it held requeued", node, stranded)
-        store.forget_worker(node)
     lost = store.find_lost_messages()
     if lost:
         log.warning("sweep: %d queued job(s) whose message was lost requeued", lost)
@@ -127,9 +121,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
-        # Task events for Flower.
+        # Task events for Flower, from the workers. Not the "sent" event: it
+        # would cost every submit one more broker write, and Flower shows a
+        # job from the moment a worker receives it.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         # The sweep (jobgate beat): lost leases and unpolled jobs are found from
         # sorted sets of deadlines. A sweep message older than two intervals is
@@ -209,35 +205,14 @@ def _start_grace_period(**_: Any) -> None:
 @signals.celeryd_init.connect
 def _name_node(sender: Any = None, **_: Any) -> None:
     runtime.state["node"] = str(sender or f"worker-{os.getpid()}")
-    runtime.state["node_started"] = time.time()
-
-
-@signals.task_received.connect
-def _note_reservation(request: Any = None, **_: Any) -> None:
-    """The node holds a job's message: if the node dies before starting it,
-    the sweep sends it again (prefetched messages are otherwise stranded
-    until the broker's visibility timeout)."""
-    if request is None or request.name != TASK_NAME or not request.args:
-        return
-    try:
-        worker_store().reserve(runtime.state["node"], str(request.args[0]))
-    except BackendUnavailable as exc:
-        log.warning("cannot note the reservation of %s: %s", request.args[0], exc)
 
 
 @signals.worker_ready.connect
 def _start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell /readyz that a worker is alive, every 10 s, from the main process;
-    first give back what an earlier life of this node reserved and never ran."""
+    """Tell /readyz that a worker is alive, every 10 s, from the main process."""
     name = runtime.state["node"]
     store = worker_store()
     store.warn_unless_noeviction()
-    try:
-        recovered = store.recover_reservations(name, before=runtime.state["node_started"])
-        if recovered:
-            log.warning("%d job(s) reserved by an earlier run of %s requeued", recovered, name)
-    except BackendUnavailable as exc:
-        log.warning("cannot recover earlier reservations: %s", exc)
 
     def beat() -> None:
         while True:

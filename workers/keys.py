@@ -49,13 +49,6 @@ DUE = PREFIX + "due"
 REQUEUE = PREFIX + "requeue"
 
 
-def reserved(node: str) -> str:
-    """Sorted set of the jobs whose message a worker node holds but has not
-    started (prefetched), scored by when it got each: if the node dies, the
-    sweep sends these again (the broker would only after its visibility timeout)."""
-    return f"{PREFIX}worker:{node}:reserved"
-
-
 # Hash of job counters for /metrics (submitted, finished by status and code).
 STATS = PREFIX + "stats"
 

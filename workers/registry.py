@@ -6,6 +6,7 @@ The API and the workers import the same modules (the built-in ones and
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,9 +44,14 @@ class JobType:
         """Seconds this type may run: its own limit, else ``JOBGATE_MAX_RUNTIME``."""
         return self.max_runtime or default
 
+    @functools.cached_property
+    def params_schema(self) -> Schema:
+        """One instance, made once: building a schema costs more than a load."""
+        return self.params()
+
     def load_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Validate and deserialize; raises marshmallow.ValidationError."""
-        loaded: dict[str, Any] = self.params().load(params)
+        loaded: dict[str, Any] = self.params_schema.load(params)
         return loaded
 
     def params_json_schema(self) -> dict[str, Any]:

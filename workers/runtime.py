@@ -41,8 +41,8 @@ R = TypeVar("R")
 
 # At most one progress write per this many seconds, unless the percent changed.
 PROGRESS_MIN_INTERVAL = 0.1
-# Partial rows buffered beyond this many bytes are written at the next call.
-PUBLISH_FLUSH_BYTES = 256 * 1024
+# Partial rows buffered beyond this many are written at the next call.
+PUBLISH_FLUSH_ROWS = 5_000
 INTERRUPT_SIGNAL = signal.SIGUSR2
 
 # Set in Celery's pool processes (worker_process_init): only there may the
@@ -86,6 +86,23 @@ class JobStopped(BaseException):
 class JobContext:
     """What a job function receives as ``ctx``."""
 
+    # Slots: progress() runs in jobs' innermost loops; attribute reads count.
+    __slots__ = (
+        "_interruptible",
+        "_last_asked",
+        "_last_percent",
+        "_last_write",
+        "_pending_message",
+        "_pending_rows",
+        "_stop_status",
+        "_store",
+        "attempt",
+        "job_id",
+        "keys",
+        "token",
+        "writes",
+    )
+
     def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1, token: str = "") -> None:
         self._store = store
         self.keys = keys
@@ -93,32 +110,40 @@ class JobContext:
         self.attempt = attempt
         self.token = token
         self._last_percent = -1
+        self._last_asked: object = None  # the last percent as the job passed it
         self._last_write = 0.0
         self._pending_message = ""
-        self._pending_rows: list[bytes] = []
-        self._pending_bytes = 0
+        self._pending_rows: list[Any] = []
         self._stop_status: str | None = None
         self._interruptible = False
         self.writes = 0
 
     # -- the job's API ------------------------------------------------------
 
-    def progress(self, percent: int, message: str = "") -> None:
+    def progress(self, percent: float, message: str = "") -> None:
         """Report integer percent progress; raises ``JobStopped`` if the job
         was cancelled or timed out. Throttled: one Redis write per 100 ms at
-        most unless the integer percent changed."""
-        self._raise_if_stopped()
-        percent = max(0, min(100, int(percent)))
+        most unless the integer percent changed.
+
+        Called in a job's innermost loop, so the common case (same percent,
+        written less than 100 ms ago) does as little as Python allows.
+        """
+        if self._stop_status is not None:
+            raise JobStopped(self._stop_status)
         if message:
-            self._pending_message = f"Running: {message}"
+            self._pending_message = message
+        if percent != self._last_asked:
+            self._last_asked = percent
+            clamped = max(0, min(100, int(percent)))
+            if clamped != self._last_percent:
+                self._write(clamped, time.monotonic())
+                return
         now = time.monotonic()
         if (
-            percent == self._last_percent
-            and now - self._last_write < PROGRESS_MIN_INTERVAL
-            and self._pending_bytes < PUBLISH_FLUSH_BYTES
+            now - self._last_write >= PROGRESS_MIN_INTERVAL
+            or len(self._pending_rows) >= PUBLISH_FLUSH_ROWS
         ):
-            return
-        self._write(percent, now)
+            self._write(self._last_percent if self._last_percent >= 0 else None, now)
 
     def check(self) -> None:
         """Raise ``JobStopped`` if the job must stop (one Redis round trip at
@@ -129,17 +154,18 @@ class JobContext:
             self._write(None, now)
 
     def publish(self, rows: Iterable[Any]) -> None:
-        """Append rows to the partial result; written with the next progress write."""
-        for row in rows:
-            line = orjson.dumps(row) + b"\n"
-            self._pending_rows.append(line)
-            self._pending_bytes += len(line)
+        """Append rows (JSON values) to the partial result; they are written,
+        all at once, with the next progress write. A row JSON cannot hold
+        fails the job there (``TypeError``)."""
+        self._pending_rows.extend(rows)
 
     # -- the runtime's side -------------------------------------------------
 
     def _write(self, percent: int | None, now: float) -> None:
-        rows = b"".join(self._pending_rows).decode()
-        message = self._pending_message
+        # The partial result is stored as lines, each a JSON array of the rows
+        # of one write: one orjson call for the whole batch.
+        rows = orjson.dumps(self._pending_rows) + b"\n" if self._pending_rows else ""
+        message = f"Running: {self._pending_message}" if self._pending_message else ""
         try:
             with self._shielded():
                 status = self._store.report(self.keys, percent, message, rows, token=self.token)
@@ -155,7 +181,6 @@ class JobContext:
         if percent is not None:
             self._last_percent = percent
         self._pending_rows.clear()
-        self._pending_bytes = 0
         self._pending_message = ""
         if status != Status.RUNNING.value:
             self._stop_status = status
@@ -329,8 +354,7 @@ def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE
 
 def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
     """Run the job ``keys`` if it is still queued; returns what happened."""
-    node = str(state.get("node") or "")
-    started = patiently(lambda: store.start(keys, worker_name(), node), f"start job {keys.job_id}")
+    started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
     if not started.run:
         log.info("job %s not run: it is %s", keys.job_id, started.status)
         return f"skipped:{started.status}"

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +56,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 1
 """
-# A worker node writes a heartbeat every 10 s; silent this long, it is dead.
-WORKER_SILENT_AFTER = 30
-WORKERS_TTL = 24 * 3600
 # Blocking reads wait at most this long (the contract's longest wait is 60 s);
 # the socket of the blocking client must outlast them.
 MAX_BLOCK_SECONDS = 60.0
@@ -298,6 +293,7 @@ class JobStore:
         retention: int,
         max_runtime: int,
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
+        watch: bool = False,
     ) -> str:
         """'created', 'exists' (same payload), 'conflict', 'tombstoned', or
         'too_many' (the tenant has JOBGATE_TENANT_MAX_ACTIVE live jobs)."""
@@ -311,6 +307,7 @@ class JobStore:
             max_runtime,
             self.settings.tenant_max_active,
             max_attempts,
+            int(watch),
         )
         return str(reply[0])
 
@@ -320,14 +317,18 @@ class JobStore:
         self.redis.delete(*keys.all())
 
     @backend_errors
-    def read(self, keys: JobKeys, *, poll: bool, inline_max: int | None = None) -> JobRecord:
+    def read(
+        self, keys: JobKeys, *, poll: bool, inline_max: int | None = None, watch: bool = False
+    ) -> JobRecord:
         """The job's record; a ``poll`` also renews its heartbeat atomically.
 
         The result comes along when the job is DONE and the result is at most
-        ``inline_max`` bytes (``None``: always).
+        ``inline_max`` bytes (``None``: always). ``watch``: the caller will
+        ``wait_for_event`` after the record's ``last_event_id``.
         """
         limit = -1 if inline_max is None else inline_max
-        return _record_or_raise(keys, self._run("read_job", keys, int(poll), limit))
+        reply = self._run("read_job", keys, int(poll), limit, int(watch))
+        return _record_or_raise(keys, reply)
 
     @backend_errors
     def read_many(
@@ -338,7 +339,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for keys in many:
             self._scripts["read_job"](
-                keys=self._keys(keys), args=self._argv("", int(poll), limit), client=pipe
+                keys=self._keys(keys), args=self._argv("", int(poll), limit, 0), client=pipe
             )
         outcomes: list[JobRecord | JobgateError] = []
         for keys, reply in zip(many, pipe.execute(), strict=True):
@@ -404,14 +405,11 @@ class JobStore:
     # -- the worker side ----------------------------------------------------
 
     @backend_errors
-    def start(self, keys: JobKeys, worker: str = "", node: str = "") -> Started:
+    def start(self, keys: JobKeys, worker: str = "") -> Started:
         """Take the job if it is queued: RUNNING under a new lease."""
         token = new_id()
         lease_ms = int(self.settings.lease_ttl * 1000)
-        reply: list[Any] = self._scripts["start_job"](
-            keys=[*self._keys(keys), keyspace.reserved(node)],
-            args=self._argv(token, worker or _this_worker(), lease_ms),
-        )
+        reply = self._run("start_job", keys, worker or _this_worker(), lease_ms, token=token)
         if reply[0] != "run":
             status = reply[1] if reply[0] == "skip" else reply[0]
             return Started(run=False, status=str(status))
@@ -431,7 +429,7 @@ class JobStore:
         keys: JobKeys,
         percent: int | None = None,
         message: str = "",
-        rows: str = "",
+        rows: str | bytes = "",
         *,
         token: str = "",
     ) -> str:
@@ -548,63 +546,14 @@ class JobStore:
         return bool(self.redis.ping())
 
     @backend_errors
-    def mark_worker_alive(self, worker: str) -> None:
-        """Record that ``worker`` is alive. A node silent for WORKER_SILENT_AFTER
-        is dead to the sweep, which then takes it out; the whole set goes
-        with its TTL when no worker is left at all."""
+    def mark_worker_alive(self, worker: str, ttl: int = 30) -> None:
+        """Record that ``worker`` is alive; entries older than ``ttl`` are trimmed."""
         now = float(self.redis.time()[0])
         pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(keyspace.WORKERS, {worker: now})
-        pipe.expire(keyspace.WORKERS, WORKERS_TTL)
+        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - ttl)
+        pipe.expire(keyspace.WORKERS, ttl)
         pipe.execute()
-
-    @backend_errors
-    def reserve(self, node: str, job_ref: str) -> None:
-        """The worker ``node`` holds the job's message (not started yet)."""
-        key = keyspace.reserved(node)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(key, {job_ref: time.time()})
-        pipe.expire(key, self._index_ttl)
-        pipe.execute()
-
-    @backend_errors
-    def recover_reservations(self, node: str, before: float = math.inf) -> int:
-        """Requeue the jobs ``node`` reserved before ``before`` and never started.
-
-        For a dead node (or a node that restarted): the broker keeps their
-        messages unacked until its visibility timeout. Returns how many.
-        """
-        key = keyspace.reserved(node)
-        members = [str(m) for m in self.redis.zrangebyscore(key, "-inf", before)]
-        if not members:
-            return 0
-        many = [JobKeys.from_member(m) for m in members]
-        pipe = self.redis.pipeline(transaction=False)
-        for keys in many:
-            pipe.hget(keys.record, "status")
-        stranded = [
-            keys.task_arg()
-            for keys, status in zip(many, pipe.execute(), strict=True)
-            if status == Status.INITIALIZED.value
-        ]
-        pipe = self.redis.pipeline(transaction=True)
-        if stranded:
-            pipe.zadd(keyspace.REQUEUE, dict.fromkeys(stranded, time.time() * 1000))
-            pipe.expire(keyspace.REQUEUE, self._index_ttl)
-        pipe.zrem(key, *members)
-        pipe.execute()
-        return len(stranded)
-
-    @backend_errors
-    def dead_workers(self) -> list[str]:
-        """Worker nodes that have not written a heartbeat for WORKER_SILENT_AFTER s."""
-        now = float(self.redis.time()[0])
-        nodes: Any = self.redis.zrangebyscore(keyspace.WORKERS, "-inf", now - WORKER_SILENT_AFTER)
-        return [str(node) for node in nodes]
-
-    @backend_errors
-    def forget_worker(self, node: str) -> None:
-        self.redis.zrem(keyspace.WORKERS, node)
 
     @backend_errors
     def workers_seen(self, within: int = 30) -> list[str]:

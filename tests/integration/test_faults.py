@@ -339,31 +339,14 @@ def test_the_sweep_times_out_a_job_nobody_reads(
 # -- lost prefetched messages -----------------------------------------------------
 
 
-def test_a_dead_workers_unstarted_messages_are_sent_again(
-    workers: Workers, fstore: JobStore, fsettings: Settings, fault_redis: RedisServer
-) -> None:
-    workers.start("heir", worker_concurrency=1)
-    job = JobKeys(TENANT, f"stranded-{uuid.uuid4().hex[:8]}")
-    fstore.create(
-        job, "demo.count", '{"n":2}', poll_timeout=0, retention=1, max_runtime=60
-    )  # its message sits unacked in a worker that died: no message on the queue
-    fstore.reserve("dead@nowhere", job.task_arg())
-    raw = redis.Redis.from_url(fault_redis.url)
-    raw.zadd(f"{PREFIX}workers", {"dead@nowhere": time.time() - 3600})
-
-    done = wait_status(fstore, job, Status.DONE, timeout=30)
-
-    assert done.attempt == 1
-    assert "dead@nowhere" not in fstore.dead_workers()
-
-
 def test_a_job_whose_message_vanished_is_sent_again(
     workers: Workers, fstore: JobStore, fault_redis: RedisServer
 ) -> None:
     workers.start("finder", worker_concurrency=1)
     job = JobKeys(TENANT, f"vanished-{uuid.uuid4().hex[:8]}")
-    # Created, but its message never reached the broker (or a worker popped
-    # it and stopped before reading it): nothing anywhere says so but the wait.
+    # Created, but its message never reached the broker, or a worker popped it
+    # and stopped before reading it, or holds it unstarted and is dead: nothing
+    # anywhere says so but the wait.
     fstore.create(job, "demo.count", '{"n":2}', poll_timeout=0, retention=1, max_runtime=60)
     raw = redis.Redis.from_url(fault_redis.url)
     now_s = int(raw.time()[0])

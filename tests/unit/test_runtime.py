@@ -21,14 +21,14 @@ class CountingStore:
 
     def __init__(self, status: str = "RUNNING") -> None:
         self.status = status
-        self.reports: list[tuple[int | None, str, str]] = []
+        self.reports: list[tuple[int | None, str, str | bytes]] = []
 
     def report(
         self,
         keys: JobKeys,
         percent: int | None = None,
         message: str = "",
-        rows: str = "",
+        rows: str | bytes = "",
         *,
         token: str = "",
     ) -> str:
@@ -138,7 +138,7 @@ def test_published_rows_go_with_the_next_write() -> None:
     ctx.publish([{"step": 0}, {"step": 1}])
     ctx.progress(5)
 
-    assert store.reports == [(5, "", '{"step":0}\n{"step":1}\n')]
+    assert store.reports == [(5, "", b'[{"step":0},{"step":1}]\n')]
 
 
 def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None:
@@ -146,11 +146,12 @@ def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None
     ctx = context(store)
     ctx.progress(10)
 
-    ctx.publish([{"blob": "x" * (runtime.PUBLISH_FLUSH_BYTES + 1)}])
+    ctx.publish([{"row": i} for i in range(runtime.PUBLISH_FLUSH_ROWS)])
     ctx.progress(10)
 
     assert len(store.reports) == 2
-    assert store.reports[-1][2].startswith('{"blob":"xxx')
+    rows = store.reports[-1][2]
+    assert isinstance(rows, bytes) and rows.startswith(b'[{"row":0},{"row":1}')
 
 
 def test_percent_is_clamped_to_0_100() -> None:

@@ -20,7 +20,11 @@ from workers.store import JobStore
 
 
 def create(store: JobStore, keys: JobKeys, params_json: str = '{"n":3}', **clocks: int) -> str:
-    values = {"poll_timeout": POLL_TIMEOUT, "retention": RETENTION, "max_runtime": MAX_RUNTIME}
+    values: dict[str, Any] = {
+        "poll_timeout": POLL_TIMEOUT,
+        "retention": RETENTION,
+        "max_runtime": MAX_RUNTIME,
+    }
     values.update(clocks)
     return store.create(keys, "demo.count", params_json, **values)
 

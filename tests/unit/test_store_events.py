@@ -26,9 +26,54 @@ def last_event(client: Any, job: JobKeys) -> tuple[str, dict[str, str]] | None:
     return (entries[0][0], entries[0][1]) if entries else None
 
 
+def watched(store: JobStore, job: JobKeys) -> str:
+    """What a long poll does before it blocks: the stream exists from now on."""
+    return store.read(job, poll=False, watch=True).last_event_id
+
+
 def test_create_writes_no_event(client: Any, make_job: MakeJob) -> None:
     job = make_job("INITIALIZED")
 
+    assert not client.exists(job.events)
+
+
+@pytest.mark.parametrize("status", ["INITIALIZED", "RUNNING"])
+def test_nobody_waiting_means_no_stream_at_all(
+    store: JobStore, client: Any, make_job: MakeJob, status: str
+) -> None:
+    job = make_job(status)
+    store.report(job, 50, "Running: half")
+    store.finish_done(job, "[]")
+
+    assert not client.exists(job.events)
+
+
+def test_a_watching_read_creates_the_stream_with_the_current_state(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    job = make_job("RUNNING")
+    store.report(job, 40)
+
+    after_id = watched(store, job)
+
+    assert last_event(client, job) == (after_id, {"s": "RUNNING", "p": "40"})
+    assert watched(store, job) == after_id  # a second waiter reuses it
+
+
+def test_a_watching_submit_creates_the_stream(store: JobStore, client: Any) -> None:
+    job = JobKeys("t1", "watched-submit")
+    store.create(job, "demo.count", "{}", poll_timeout=10, retention=60, max_runtime=60, watch=True)
+
+    assert last_event(client, job) is not None
+    assert 0 < client.pttl(job.events) <= EVENTS_TTL_MS
+
+
+def test_watching_a_finished_job_creates_nothing(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    job = make_job("DONE")
+
+    assert watched(store, job) == "0-0"
     assert not client.exists(job.events)
 
 
@@ -61,6 +106,7 @@ def test_transition_appends_an_event(
 ) -> None:
     status, transition, expected_fields = TRANSITIONS[name]
     job = make_job(status)
+    watched(store, job)
     before = last_event(client, job)
 
     transition(store, job)
@@ -78,6 +124,7 @@ def test_events_stream_keeps_one_entry_and_has_a_ttl(
 ) -> None:
     status, transition, _ = TRANSITIONS[name]
     job = make_job(status)
+    watched(store, job)
     store.report(job, 5)  # a first event where the job is running
 
     transition(store, job)
@@ -92,6 +139,7 @@ def test_events_stream_does_not_outlive_the_record(
 ) -> None:
     status, transition, _ = TRANSITIONS[name]
     job = make_job(status)
+    watched(store, job)
 
     transition(store, job)
 
@@ -117,6 +165,7 @@ def test_report_that_changes_nothing_writes_no_event(
     store: JobStore, client: Any, make_job: MakeJob
 ) -> None:
     job = make_job("RUNNING")
+    watched(store, job)
     store.report(job, 50)
     before = last_event(client, job)
 
@@ -128,19 +177,19 @@ def test_report_that_changes_nothing_writes_no_event(
 
 def test_wait_for_event_returns_the_next_event(store: JobStore, make_job: MakeJob) -> None:
     job = make_job("INITIALIZED")
-    after_id = store.read(job, poll=True).last_event_id
+    after_id = store.read(job, poll=True, watch=True).last_event_id
 
     store.start(job)
     event = store.wait_for_event(job, after_id, timeout=0.5)
 
     assert event is not None
     assert event[1] == "RUNNING"
-    assert event[0] == store.read(job, poll=False).last_event_id
+    assert event[0] == watched(store, job)
 
 
 def test_wait_for_event_times_out_without_a_change(store: JobStore, make_job: MakeJob) -> None:
     job = make_job("RUNNING")
-    after_id = store.read(job, poll=True).last_event_id
+    after_id = store.read(job, poll=True, watch=True).last_event_id
 
     assert store.wait_for_event(job, after_id, timeout=0.1) is None
 
@@ -150,7 +199,8 @@ def test_events_stream_goes_two_seconds_after_the_end(
 ) -> None:
     # A one-entry stream costs ~4.7 KB: it must not linger after the job ends.
     job = make_job("RUNNING")
-    assert client.pttl(job.events) == -2 or client.pttl(job.events) > 2000
+    watched(store, job)
+    assert client.pttl(job.events) > 2000
 
     store.finish_done(job, "[]")
 

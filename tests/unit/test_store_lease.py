@@ -6,7 +6,6 @@ renewing it (killed, frozen, cut off from Redis).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, as
 from workers import keys as keyspace
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
-from workers.store import WORKER_SILENT_AFTER, JobStore, Started
+from workers.store import JobStore, Started
 
 
 def create(store: JobStore, keys: JobKeys, max_attempts: int = 3, poll_timeout: int = 0) -> None:
@@ -308,62 +307,6 @@ def test_terminal_jobs_are_not_in_the_sweep(
     job = make_job(status)
 
     assert client.zscore(keyspace.DUE, job.task_arg()) is None
-
-
-# -- messages a dead worker held ------------------------------------------------
-
-
-def test_a_started_job_leaves_its_nodes_reservations(store: JobStore, client: Any) -> None:
-    job = JobKeys("t1", "reserved-1")
-    create(store, job)
-    store.reserve("node-a", job.task_arg())
-
-    store.start(job, "node-a:7", "node-a")
-
-    assert client.zcard(keyspace.reserved("node-a")) == 0
-    assert store.recover_reservations("node-a") == 0
-
-
-def test_reservations_of_a_dead_node_are_requeued_if_never_started(
-    store: JobStore, client: Any
-) -> None:
-    waiting, finished = JobKeys("t1", "res-wait"), JobKeys("t1", "res-done")
-    for job in (waiting, finished):
-        create(store, job)
-        store.reserve("node-b", job.task_arg())
-    taken = store.start(finished, "node-c:1", "node-c")  # another node ran it
-    store.finish_done(finished, "1", token=taken.token)
-
-    assert store.recover_reservations("node-b") == 1
-
-    assert store.requeued() == [(waiting, "demo.count")]
-    assert not client.exists(keyspace.reserved("node-b"))
-
-
-def test_only_reservations_from_before_a_restart_are_recovered(store: JobStore) -> None:
-    old, new = JobKeys("t1", "res-old"), JobKeys("t1", "res-new")
-    for job in (old, new):
-        create(store, job)
-    store.reserve("node-d", old.task_arg())
-    cutoff = time.time()
-    time.sleep(0.01)
-    store.reserve("node-d", new.task_arg())
-
-    assert store.recover_reservations("node-d", before=cutoff) == 1
-    assert [k for k, _ in store.requeued()] == [old]
-
-
-def test_a_silent_worker_is_dead_to_the_sweep(store: JobStore, client: Any) -> None:
-    store.mark_worker_alive("alive@h")
-    store.mark_worker_alive("silent@h")
-    now = int(client.time()[0])
-    client.zadd(keyspace.WORKERS, {"silent@h": now - WORKER_SILENT_AFTER - 1})
-
-    assert store.dead_workers() == ["silent@h"]
-    assert store.workers_seen() == ["alive@h"]
-    store.forget_worker("silent@h")
-    assert store.dead_workers() == []
-    assert client.ttl(keyspace.WORKERS) > 0
 
 
 # -- messages lost on the way -------------------------------------------------------

@@ -171,7 +171,8 @@ def test_last_event_id_is_the_latest_stream_entry(
     store: JobStore, client: Any, make_job: MakeJob
 ) -> None:
     job = make_job("RUNNING")
+    store.read(job, poll=False, watch=True)  # someone waits: the stream exists
     store.report(job, 40, "Running: step 4")
     [(latest_id, _fields)] = client.xrevrange(job.events, count=1)
 
-    assert store.read(job, poll=True).last_event_id == latest_id
+    assert store.read(job, poll=True, watch=True).last_event_id == latest_id

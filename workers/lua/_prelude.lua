@@ -37,13 +37,30 @@ local function is_terminal(status)
   return status == 'DONE' or status == 'FAILED'
 end
 
--- Wake every waiter blocked on the job's stream. The stream never outlives
--- the job: ``life_ms`` caps its TTL (blocked readers are served when the
--- script ends, so even 1 ms is enough to wake them).
+-- Wake every waiter blocked on the job's stream. The stream exists only while
+-- someone waits (ensure_stream): a job nobody waits for costs no stream and
+-- no write here. It never outlives the job: ``life_ms`` caps its TTL (blocked
+-- readers are served when the script ends, so even 1 ms wakes them).
 local function notify(status, progress, life_ms)
+  if redis.call('EXISTS', K_EVENTS) == 0 then
+    return
+  end
   life_ms = life_ms or redis.call('PTTL', K_RECORD)
   redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, life_ms)))
+end
+
+-- A waiter is about to block: make sure the stream exists (created with the
+-- current state as its one entry) and return its last id to wait after.
+local function ensure_stream(status, progress)
+  local last = redis.call('XREVRANGE', K_EVENTS, '+', '-', 'COUNT', 1)
+  if last[1] then
+    redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
+    return last[1][1]
+  end
+  local id = redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
+  return id
 end
 
 local function error_json(code, message, retryable)

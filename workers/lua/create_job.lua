@@ -1,5 +1,5 @@
 -- ARGV[5..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
---   max_attempts
+--   max_attempts, watch (0|1: the caller will wait for the job: create its events stream)
 -- Returns {'created'} | {'exists'} | {'conflict'} | {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGV[5], ARGV[6]
 local poll_timeout = tonumber(ARGV[7])
@@ -9,6 +9,9 @@ local status = settle(now)
 if status and status ~= 'gone' then
   local old = redis.call('HMGET', K_RECORD, 'type', 'params')
   if old[1] == job_type and old[2] == params then
+    if ARGV[12] == '1' and not is_terminal(status) then
+      ensure_stream(status, redis.call('HGET', K_RECORD, 'progress') or '0')
+    end
     return {'exists'}
   end
   return {'conflict'}
@@ -44,4 +47,7 @@ forget_expired(now)
 redis.call('ZADD', K_TENANT, order, JOB_ID)
 -- Last: the TTLs of the job's keys and of the listing it has just joined.
 renew_live_ttl()
+if ARGV[12] == '1' then
+  ensure_stream('INITIALIZED', '0')
+end
 return {'created'}

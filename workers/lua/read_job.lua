@@ -1,10 +1,12 @@
 -- A read of the job, which is also a poll when ARGV[5] == '1': it renews the
 -- heartbeat atomically with the read.
--- ARGV[5..]: renew (0|1), inline_max_bytes (-1 = always)
+-- ARGV[5..]: renew (0|1), inline_max_bytes (-1 = always), watch (0|1: the
+--   caller will wait for a change: make sure the events stream exists)
 -- Returns {'missing'} | {'gone'} |
 --   {'ok', record, result_or_false, last_event_id, now_ms, queue_position_or_false}.
 local renew = ARGV[5] == '1'
 local inline_max = tonumber(ARGV[6])
+local watch = ARGV[7] == '1'
 local now = now_ms()
 
 local status, absent = settle_or_absent(now)
@@ -23,10 +25,9 @@ local result = false
 if status == 'DONE' and (inline_max < 0 or hget_num('result_bytes') <= inline_max) then
   result = redis.call('GET', K_RESULT) or false
 end
-local last = redis.call('XREVRANGE', K_EVENTS, '+', '-', 'COUNT', 1)
 local last_id = '0-0'
-if last[1] then
-  last_id = last[1][1]
+if watch and not is_terminal(status) then
+  last_id = ensure_stream(status, redis.call('HGET', K_RECORD, 'progress') or '0')
 end
 local position = false
 if status == 'INITIALIZED' then

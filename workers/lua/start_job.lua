@@ -15,11 +15,9 @@ end
 if status ~= 'INITIALIZED' then
   return {'skip', status}
 end
--- Whatever happens next, this job no longer waits in the queue, nor in the
--- starting worker node's reservations (KEYS[17]).
+-- Whatever happens next, this job no longer waits in the queue.
 unqueue()
 redis.call('ZREM', K_REQUEUE, MEMBER)
-redis.call('ZREM', KEYS[17], MEMBER)
 -- The newest message started so far (by when it was sent): any message sent
 -- well before it whose job still waits has been lost on the way.
 local sent = hget_num('sent')
