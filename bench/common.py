@@ -262,6 +262,9 @@ def base_settings(redis_url: str, queue: str, **overrides: Any) -> Settings:
         "poll_timeout_min": 1,
         "tenant_max_active": 10_000_000,
         "worker_concurrency": 2,
+        # The one production setting the bench passes through: with
+        # JOBGATE_TASK_EVENTS=0 it measures workers without Celery task events.
+        "task_events": os.environ.get("JOBGATE_TASK_EVENTS", "1") != "0",
     }
     values.update(overrides)
     return Settings(**values)

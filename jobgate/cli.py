@@ -81,7 +81,6 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
     _exec(
         [
             "celery", "--app", "workers.worker", "worker",
-            "--events",  # task events, for Flower
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
             "--hostname", "jobgate@%h",

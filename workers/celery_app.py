@@ -124,7 +124,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Task events for Flower, from the workers. Not the "sent" event: it
         # would cost every submit one more broker write, and Flower shows a
         # job from the moment a worker receives it.
-        "worker_send_task_events": True,
+        "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         # The sweep (jobgate beat): lost leases and unpolled jobs are found from

@@ -112,14 +112,24 @@ class Execution:
     outcome: str | None = None  # DONE, FAILED, lost, handed_back
 
     @classmethod
-    def from_json(cls, run: dict[str, Any]) -> Execution:
-        return cls(
-            attempt=int(run["a"]),
-            worker=str(run["w"]),
-            started_ms=int(run["s"]),
-            ended_ms=_int_or_none(run.get("e")),
-            outcome=run.get("o"),
-        )
+    def all_from(cls, raw: dict[str, str]) -> tuple[Execution, ...]:
+        """From the record's ``run:<n>`` ('start[ end outcome]') and ``run:<n>:w`` fields."""
+        runs = []
+        for attempt in range(1, int(raw.get("attempt", 0)) + 1):
+            parts = raw.get(f"run:{attempt}", "").split(" ")
+            if not parts[0]:
+                continue
+            closed = len(parts) == 3
+            runs.append(
+                cls(
+                    attempt=attempt,
+                    worker=raw.get(f"run:{attempt}:w", ""),
+                    started_ms=int(parts[0]),
+                    ended_ms=int(parts[1]) if closed else None,
+                    outcome=parts[2] if closed else None,
+                )
+            )
+        return tuple(runs)
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,7 @@ class JobRecord:
             queue_position=None if position is None else int(position),
             order=int(raw.get("order", 0)),
             max_attempts=int(raw.get("max_attempts", 1)),
-            runs=tuple(Execution.from_json(run) for run in orjson.loads(raw.get("runs", "[]"))),
+            runs=Execution.all_from(raw),
         )
 
 
@@ -409,7 +419,9 @@ class JobStore:
         """Take the job if it is queued: RUNNING under a new lease."""
         token = new_id()
         lease_ms = int(self.settings.lease_ttl * 1000)
-        reply = self._run("start_job", keys, worker or _this_worker(), lease_ms, token=token)
+        # At most 64 bytes, as every value of the record (see end_run in _prelude.lua).
+        worker = (worker or _this_worker())[:64]
+        reply = self._run("start_job", keys, worker, lease_ms, token=token)
         if reply[0] != "run":
             status = reply[1] if reply[0] == "skip" else reply[0]
             return Started(run=False, status=str(status))

@@ -76,3 +76,16 @@ def test_a_busy_tenants_listing_drops_expired_jobs(
     for job_id in expired:
         assert redis_client.zscore(tenant_index("default"), job_id) is None
         assert redis_client.zscore(tenant_listed("default"), job_id) is None
+
+
+def test_a_finished_jobs_record_stays_in_the_compact_hash_encoding(
+    api: FlaskClient, redis_client: redis.Redis
+) -> None:
+    # Every value of the record is at most 64 bytes (small params, the runs
+    # as short fields): Redis keeps it as a listpack, ~3x smaller than a table.
+    doc = submit(api, params={"n": 2}, retention=5, wait=10).get_json()
+    assert doc["status"] == "DONE"
+
+    encoding = redis_client.object("encoding", JobKeys("default", doc["id"]).record)
+
+    assert encoding in ("listpack", "ziplist")  # the name before Redis 7

@@ -158,19 +158,15 @@ local function schedule_due()
   redis.call('PEXPIRE', K_DUE, INDEX_TTL_MS)
 end
 
--- The record keeps every execution (attempt, worker, start, end, outcome) as a
--- JSON list, so two executions that overlapped would show.
+-- The record keeps every execution, so two that overlapped would show: for
+-- attempt n, 'run:n' = '<start ms>' while it runs, '<start> <end> <outcome>'
+-- after, and 'run:n:w' = its worker. Short values keep the record hash in
+-- Redis's compact encoding (listpack: every value at most 64 bytes).
 local function end_run(now, outcome)
-  local raw = redis.call('HGET', K_RECORD, 'runs')
-  if not raw then
-    return
-  end
-  local runs = cjson.decode(raw)
-  local last = runs[#runs]
-  if last and last['e'] == nil then
-    last['e'] = now
-    last['o'] = outcome
-    redis.call('HSET', K_RECORD, 'runs', cjson.encode(runs))
+  local field = 'run:' .. hget_num('attempt')
+  local run = redis.call('HGET', K_RECORD, field)
+  if run and not string.find(run, ' ') then
+    redis.call('HSET', K_RECORD, field, run .. ' ' .. now .. ' ' .. outcome)
   end
 end
 

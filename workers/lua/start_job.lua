@@ -25,11 +25,8 @@ if sent > tonumber(redis.call('GET', K_STARTED) or '0') then
   redis.call('SET', K_STARTED, sent, 'PX', INDEX_TTL_MS)
 end
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
--- (cjson reads '[]' as an empty table; the list is never empty once written.)
-local runs = cjson.decode(redis.call('HGET', K_RECORD, 'runs') or '[]')
-runs[#runs + 1] = {a = attempt, w = worker, s = now}
 redis.call('HSET', K_RECORD, 'status', 'RUNNING', 'started', now, 'message', 'Running',
-  'lease', TOKEN, 'lease_ms', lease_ms, 'runs', cjson.encode(runs))
+  'lease', TOKEN, 'lease_ms', lease_ms, 'run:' .. attempt, now, 'run:' .. attempt .. ':w', worker)
 redis.call('SET', K_LEASE, TOKEN, 'PX', lease_ms)
 if hget_num('poll_timeout') == 0 then
   renew_live_ttl()
