@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         celery=make_celery(settings),
         keyring=keyring,
         submit_schemas=schemas,
+        submit_loaders={name: schema() for name, schema in schemas.items()},
         wait_slots=WaitSlots(settings.web_threads),
         metrics=metrics_registry(store),
     )

@@ -57,6 +57,9 @@ class Jobgate:
     celery: Celery
     keyring: KeyRing
     submit_schemas: dict[str, type[Schema]]
+    # One instance of each, made at start (as webargs does for its schemas):
+    # building a schema per request cost more than validating with it.
+    submit_loaders: dict[str, Schema]
     wait_slots: WaitSlots
     metrics: CollectorRegistry
 

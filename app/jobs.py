@@ -174,7 +174,7 @@ class Jobs(MethodView):
         data = load_submit(read_json_body())
         job_type = registry.get(data["type"])
         assert job_type is not None  # the per-type schema only admits registered types
-        params_json = stored_params(job_type.params().dump(data["params"]))
+        params_json = stored_params(job_type.params_schema.dump(data["params"]))
 
         wait, applied = data.get("wait"), None
         if wait is None:
@@ -183,7 +183,7 @@ class Jobs(MethodView):
                 None,
             )
         keys = JobKeys(g.tenant, data.get("id") or new_id())
-        outcome = jg.store.create(
+        outcome, created = jg.store.create_and_read(
             keys,
             job_type.name,
             params_json,
@@ -208,10 +208,13 @@ class Jobs(MethodView):
             )
         if outcome == "created":
             jg.enqueue(keys, job_type)
+        record = created
         with jg.wait_slots.claim() as may_wait:
             if wait > 0 and may_wait:
                 wait_until_terminal(keys, "0-0", wait)
-        record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
+                record = None
+        if record is None:  # waited, or an idempotent replay: read it as it is now
+            record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
         headers = {}
         if outcome == "exists":
             headers["Idempotent-Replayed"] = "true"
@@ -323,12 +326,12 @@ def load_submit(body: Any) -> dict[str, Any]:
     name = body.get("type")
     if name is None:
         raise ValidationFailed({"type": ["Missing data for required field."]})
-    schema = jobgate().submit_schemas.get(name) if isinstance(name, str) else None
+    schema = jobgate().submit_loaders.get(name) if isinstance(name, str) else None
     if schema is None:
-        known = ", ".join(sorted(jobgate().submit_schemas))
+        known = ", ".join(sorted(jobgate().submit_loaders))
         raise ValidationFailed({"type": [f"Not a registered job type; registered: {known}."]})
     try:
-        data: dict[str, Any] = schema().load(body)
+        data: dict[str, Any] = schema.load(body)
     except ValidationError as exc:
         raise ValidationFailed(_field_errors(exc)) from None
     return data

@@ -307,6 +307,33 @@ class JobStore:
     ) -> str:
         """'created', 'exists' (same payload), 'conflict', 'tombstoned', or
         'too_many' (the tenant has JOBGATE_TENANT_MAX_ACTIVE live jobs)."""
+        outcome, _record = self.create_and_read(
+            keys,
+            job_type,
+            params_json,
+            poll_timeout=poll_timeout,
+            retention=retention,
+            max_runtime=max_runtime,
+            max_attempts=max_attempts,
+            watch=watch,
+        )
+        return outcome
+
+    @backend_errors
+    def create_and_read(
+        self,
+        keys: JobKeys,
+        job_type: str,
+        params_json: str,
+        *,
+        poll_timeout: int,
+        retention: int,
+        max_runtime: int,
+        max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
+        watch: bool = False,
+    ) -> tuple[str, JobRecord | None]:
+        """``create``, and the new job's record (what a read would return) when
+        it was created: one round trip for a submit that does not wait."""
         reply = self._run(
             "create_job",
             keys,
@@ -319,7 +346,9 @@ class JobStore:
             max_attempts,
             int(watch),
         )
-        return str(reply[0])
+        if reply[0] == "created":
+            return "created", JobRecord.from_reply(keys, reply)
+        return str(reply[0]), None
 
     @backend_errors
     def discard(self, keys: JobKeys) -> None:

@@ -1,6 +1,7 @@
 -- ARGV[5..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
 --   max_attempts, watch (0|1: the caller will wait for the job: create its events stream)
--- Returns {'created'} | {'exists'} | {'conflict'} | {'tombstoned'} | {'too_many', active}.
+-- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
+--   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGV[5], ARGV[6]
 local poll_timeout = tonumber(ARGV[7])
 local now = now_ms()
@@ -47,7 +48,10 @@ forget_expired(now)
 redis.call('ZADD', K_TENANT, order, JOB_ID)
 -- Last: the TTLs of the job's keys and of the listing it has just joined.
 renew_live_ttl()
+local last_id = '0-0'
 if ARGV[12] == '1' then
-  ensure_stream('INITIALIZED', '0')
+  last_id = ensure_stream('INITIALIZED', '0')
 end
-return {'created'}
+-- What a read would answer, so that a submit needs no second round trip.
+return {'created', redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
+  redis.call('ZRANK', K_QUEUE, MEMBER) or false}
