@@ -224,6 +224,69 @@ class JobContext:
             raise JobStopped(self._stop_status)
 
 
+class _Watcher:
+    """The process's one watchdog thread, shared by every job the process runs
+    (a thread started and joined per job cost a third of a short job's CPU).
+
+    It checks each registered watchdog every ``JOBGATE_WATCHDOG_INTERVAL``; a
+    job that must stop is stopped from a thread of its own, so a stop's grace
+    period never delays the checks of other jobs (a threads pool).
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._dogs: dict[Watchdog, float] = {}  # watchdog -> its next check
+        self._busy: set[Watchdog] = set()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._wakes_at = 0.0  # when the thread will look again by itself
+
+    def add(self, dog: Watchdog) -> None:
+        with self._cv:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # (A pool process forked from a parent that had one starts its own.)
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="jobgate-watchdog", daemon=True
+                )
+                self._thread.start()
+            at = time.monotonic() + dog.settings.watchdog_interval
+            self._dogs[dog] = at
+            if at < self._wakes_at:  # (a wake-up per job would cost more than it saves)
+                self._cv.notify_all()
+
+    def remove(self, dog: Watchdog, timeout: float = 5.0) -> None:
+        """Unregister ``dog``; returns once no check of it is in flight."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            self._dogs.pop(dog, None)
+            while dog in self._busy and (left := deadline - time.monotonic()) > 0:
+                self._cv.wait(left)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                now = time.monotonic()
+                due = [dog for dog, at in self._dogs.items() if at <= now]
+                if not due:
+                    self._wakes_at = min(self._dogs.values(), default=now + 60)
+                    self._cv.wait(max(0.001, self._wakes_at - now))
+                    continue
+                for dog in due:
+                    del self._dogs[dog]
+                self._busy.update(due)
+            for dog in due:
+                again = dog.check_once()
+                with self._cv:
+                    self._busy.discard(dog)
+                    if again and not dog.finished.is_set():
+                        self._dogs[dog] = time.monotonic() + dog.settings.watchdog_interval
+                    self._cv.notify_all()
+
+
+_watcher = _Watcher()
+
+
 class Watchdog:
     """Checks the job in Redis while it runs; stops it when it must stop."""
 
@@ -237,28 +300,36 @@ class Watchdog:
         self.finished = threading.Event()
         self.job_thread = threading.current_thread()
         self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._watch, name="jobgate-watchdog", daemon=True)
+        self._stopper: threading.Thread | None = None
         self._old_handler: Any = None
         self._uses_signal = self.job_thread is threading.main_thread()
 
     def __enter__(self) -> Watchdog:
         if self._uses_signal:
             self._old_handler = signal.signal(INTERRUPT_SIGNAL, self.ctx.interrupt_now)
-        self._thread.start()
+        _watcher.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.finished.set()
-        self._thread.join(timeout=5)
+        _watcher.remove(self)
+        if self._stopper is not None:
+            self._stopper.join(timeout=5)
         if self._uses_signal:
             signal.signal(INTERRUPT_SIGNAL, self._old_handler or signal.SIG_DFL)
 
-    def _watch(self) -> None:
-        while not self.finished.wait(self.settings.watchdog_interval):
-            status = self._check()
-            if status is not None and status != Status.RUNNING.value:
-                self._stop(status)
-                return
+    def check_once(self) -> bool:
+        """One check (from the shared thread); False once the job must stop."""
+        if self.finished.is_set():
+            return False
+        status = self._check()
+        if status is None or status == Status.RUNNING.value:
+            return True
+        self._stopper = threading.Thread(
+            target=self._stop, args=(status,), name="jobgate-stop", daemon=True
+        )
+        self._stopper.start()
+        return False
 
     def _check(self) -> str | None:
         keys, token = self.ctx.keys, self.ctx.token
