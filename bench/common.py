@@ -263,8 +263,8 @@ def base_settings(redis_url: str, queue: str, **overrides: Any) -> Settings:
         "tenant_max_active": 10_000_000,
         "worker_concurrency": 2,
         # The one production setting the bench passes through: with
-        # JOBGATE_TASK_EVENTS=0 it measures workers without Celery task events.
-        "task_events": os.environ.get("JOBGATE_TASK_EVENTS", "1") != "0",
+        # JOBGATE_TASK_EVENTS=1 it measures workers that send Celery task events.
+        "task_events": os.environ.get("JOBGATE_TASK_EVENTS", "0") == "1",
     }
     values.update(overrides)
     return Settings(**values)

@@ -174,6 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         PYTHONUNBUFFERED="1",
     )
     env.pop("REDIS_URL", None)
+    # For a developer, Flower shows every task (production default: off).
+    env.setdefault("JOBGATE_TASK_EVENTS", "1")
     command = [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / args.procfile)]
     command += ["-d", str(ROOT)]
     if args.processes:

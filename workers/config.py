@@ -124,7 +124,7 @@ class Settings:
     max_params_bytes: int = _setting("JOBGATE_MAX_PARAMS_BYTES", 64 * KIB, parse_size, 2)
     job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), _parse_list)
     expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, _parse_bool)
-    task_events: bool = _setting("JOBGATE_TASK_EVENTS", True, _parse_bool)
+    task_events: bool = _setting("JOBGATE_TASK_EVENTS", False, _parse_bool)
     watchdog_interval: float = _setting("JOBGATE_WATCHDOG_INTERVAL", 1.0, float, 0.05, 60)
     lease_ttl: float = _setting("JOBGATE_LEASE_TTL", 20.0, float, 0.5, 600)
     sweep_interval: float = _setting("JOBGATE_SWEEP_INTERVAL", 5.0, float, 0.1, 600)
