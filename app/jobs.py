@@ -144,7 +144,7 @@ def wait_until_terminal(keys: JobKeys, after_id: str, seconds: float) -> None:
 
 @blp.route("/jobs")
 class Jobs(MethodView):
-    @blp.arguments(ListQuery, location="query", as_kwargs=True)
+    @blp.arguments(ListQuery(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=JobListSchema, description="The caller's jobs, newest first.")
     @_problems(401, 422, 503)
     def get(self, limit: int, **filters: Any) -> Response:
@@ -339,7 +339,7 @@ def load_submit(body: Any) -> dict[str, Any]:
 
 @blp.route("/jobs/<job_id>")
 class Job(MethodView):
-    @blp.arguments(PollQuery, location="query", as_kwargs=True)
+    @blp.arguments(PollQuery(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=JobSchema, description="DONE or FAILED.")
     @blp.alt_response(202, schema=JobSchema, description="INITIALIZED or RUNNING.", headers=HEADERS)
     @_problems(401, 404, 410, 422, 503)
@@ -375,7 +375,7 @@ class Job(MethodView):
 
 @blp.route("/jobs/results")
 class JobResults(MethodView):
-    @blp.arguments(ResultsQuery, location="query", as_kwargs=True)
+    @blp.arguments(ResultsQuery(), location="query", as_kwargs=True)
     @blp.alt_response(
         200,
         description="Per id: status and result or error; NOT_FOUND for unknown ids.",
@@ -390,7 +390,7 @@ class JobResults(MethodView):
 
 @blp.route("/jobs/<job_id>/result")
 class JobResult(MethodView):
-    @blp.arguments(ResultQuery, location="query", as_kwargs=True)
+    @blp.arguments(ResultQuery(), location="query", as_kwargs=True)
     @blp.alt_response(200, description="The result, as json, ndjson or csv (Accept or ?format=).")
     @blp.alt_response(204, description="Not finished yet.", headers=HEADERS)
     @_problems(400, 401, 404, 406, 410, 422, 503)
