@@ -39,8 +39,11 @@ from workers.store import JobStore, dumps
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# At most one progress write per this many seconds, unless the percent changed.
+# At most one progress write per this many seconds, unless the percent changed;
+# a changed percent waits at most PROGRESS_CHANGE_INTERVAL (or, if the job
+# makes no further call, until its watchdog's next check writes it).
 PROGRESS_MIN_INTERVAL = 0.1
+PROGRESS_CHANGE_INTERVAL = 0.01
 # Partial rows buffered beyond this many are written at the next call.
 PUBLISH_FLUSH_ROWS = 5_000
 INTERRUPT_SIGNAL = signal.SIGUSR2
@@ -88,6 +91,7 @@ class JobContext:
 
     # Slots: progress() runs in jobs' innermost loops; attribute reads count.
     __slots__ = (
+        "_current",
         "_interruptible",
         "_last_asked",
         "_last_percent",
@@ -109,7 +113,8 @@ class JobContext:
         self.job_id = keys.job_id
         self.attempt = attempt
         self.token = token
-        self._last_percent = -1
+        self._last_percent = -1  # the last percent written
+        self._current = 0  # the last percent asked, clamped
         self._last_asked: object = None  # the last percent as the job passed it
         self._last_write = 0.0
         self._pending_message = ""
@@ -122,11 +127,12 @@ class JobContext:
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report integer percent progress; raises ``JobStopped`` if the job
-        was cancelled or timed out. Throttled: one Redis write per 100 ms at
-        most unless the integer percent changed.
+        was cancelled or timed out. Throttled: a changed percent is written
+        within 10 ms, anything else at most every 100 ms; what the job leaves
+        unwritten, its watchdog writes at its next check.
 
-        Called in a job's innermost loop, so the common case (same percent,
-        written less than 100 ms ago) does as little as Python allows.
+        Called in a job's innermost loop, so the common case (nothing to write)
+        does as little as Python allows.
         """
         if self._stop_status is not None:
             raise JobStopped(self._stop_status)
@@ -134,16 +140,20 @@ class JobContext:
             self._pending_message = message
         if percent != self._last_asked:
             self._last_asked = percent
-            clamped = max(0, min(100, int(percent)))
-            if clamped != self._last_percent:
-                self._write(clamped, time.monotonic())
-                return
+            self._current = max(0, min(100, int(percent)))
         now = time.monotonic()
+        since = now - self._last_write
         if (
-            now - self._last_write >= PROGRESS_MIN_INTERVAL
+            since >= PROGRESS_MIN_INTERVAL
+            or (since >= PROGRESS_CHANGE_INTERVAL and self._current != self._last_percent)
             or len(self._pending_rows) >= PUBLISH_FLUSH_ROWS
         ):
-            self._write(self._last_percent if self._last_percent >= 0 else None, now)
+            self._write(self._current, now)
+
+    def held_percent(self) -> int | None:
+        """A percent the job reported that is not written yet (for the watchdog)."""
+        current = self._current
+        return current if current != self._last_percent and self._last_asked is not None else None
 
     def check(self) -> None:
         """Raise ``JobStopped`` if the job must stop (one Redis round trip at
@@ -341,8 +351,9 @@ class Watchdog:
             if draining_past_deadline() and self.store.hand_back(keys, token):
                 log.warning("job %s handed back to the queue: the worker shuts down", keys.job_id)
                 return Status.INITIALIZED.value
-            # Also renews the lease: a live watchdog keeps its job's lease.
-            return self.store.report(keys, token=token)
+            # Also renews the lease: a live watchdog keeps its job's lease, and
+            # writes a percent the job reported but left unwritten.
+            return self.store.report(keys, self.ctx.held_percent(), token=token)
         except BackendUnavailable as exc:
             log.warning("watchdog cannot reach Redis for job %s: %s", self.ctx.job_id, exc)
             return None

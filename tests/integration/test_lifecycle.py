@@ -42,6 +42,16 @@ def test_fast_job_answers_201_with_inline_result(api: FlaskClient) -> None:
     }
 
 
+def test_a_percent_the_job_left_unwritten_is_written_by_its_watchdog(api: FlaskClient) -> None:
+    # 1 % then 2 % within 10 ms: the 2 % is held; the job then makes no call.
+    location = submit(api, "test.held", params={"seconds": 5}).headers["Location"]
+
+    seen = poll_until(api, location, lambda d: d["progress"] == 2, timeout=5)
+
+    assert seen[-1]["status"] == "RUNNING"
+    api.delete(location)
+
+
 def test_slow_job_answers_202_then_progress_rises_to_done(api: FlaskClient) -> None:
     response = submit(api, params={"n": 20, "delay": 0.1})
 

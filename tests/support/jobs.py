@@ -58,3 +58,12 @@ def fragile(ctx: JobContext, steps: int, delay: float) -> dict[str, int]:
         time.sleep(delay)
         ctx.progress((step + 1) * 100 // steps)
     return {"steps": steps, "attempt": ctx.attempt}
+
+
+@job("test.held", params=SecondsParams, description="Reports 1 % then 2 % at once, then sleeps.")
+def held(ctx: JobContext, seconds: float) -> str:
+    """Its 2 % comes within 10 ms of the 1 %: only the watchdog can write it."""
+    ctx.progress(1)
+    ctx.progress(2)
+    time.sleep(seconds)
+    return "slept"

@@ -10,7 +10,12 @@ import pytest
 
 from workers import runtime
 from workers.keys import JobKeys
-from workers.runtime import PROGRESS_MIN_INTERVAL, JobContext, JobStopped
+from workers.runtime import (
+    PROGRESS_CHANGE_INTERVAL,
+    PROGRESS_MIN_INTERVAL,
+    JobContext,
+    JobStopped,
+)
 from workers.store import JobStore
 
 CALLS = 100_000
@@ -97,15 +102,24 @@ def test_unchanged_percent_writes_at_most_every_100_ms(fake_clock: FakeClock) ->
     assert 1 <= len(store.reports) <= 11  # one second of fake time
 
 
-def test_every_new_percent_is_written_at_once() -> None:
+def test_a_new_percent_is_written_once_10_ms_have_passed(fake_clock: FakeClock) -> None:
     store = CountingStore()
     ctx = context(store)
 
     ctx.progress(1)
-    ctx.progress(2)
+    ctx.progress(2)  # within 10 ms of the last write: held
+    assert [percent for percent, _, _ in store.reports] == [1]
+    assert ctx.held_percent() == 2
+
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
     ctx.progress(3)
 
-    assert [percent for percent, _, _ in store.reports] == [1, 2, 3]
+    assert [percent for percent, _, _ in store.reports] == [1, 3]
+    assert ctx.held_percent() is None
+
+
+def test_nothing_is_held_before_the_first_report() -> None:
+    assert context(CountingStore()).held_percent() is None
 
 
 def test_held_back_message_goes_with_the_next_write(fake_clock: FakeClock) -> None:
@@ -115,6 +129,7 @@ def test_held_back_message_goes_with_the_next_write(fake_clock: FakeClock) -> No
     ctx.progress(10, "step 1")
     ctx.progress(10, "step 2")  # within 100 ms, same percent: held back
     assert len(store.reports) == 1
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
     ctx.progress(11)
 
     assert store.reports[-1] == (11, "Running: step 2", "")
@@ -154,11 +169,12 @@ def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None
     assert isinstance(rows, bytes) and rows.startswith(b'[{"row":0},{"row":1}')
 
 
-def test_percent_is_clamped_to_0_100() -> None:
+def test_percent_is_clamped_to_0_100(fake_clock: FakeClock) -> None:
     store = CountingStore()
     ctx = context(store)
 
     ctx.progress(-5)
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
     ctx.progress(250)
 
     assert [percent for percent, _, _ in store.reports] == [0, 100]
