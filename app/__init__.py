@@ -6,9 +6,10 @@ import logging
 
 from flask import Flask, g, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import jobs, ops
-from app.auth import KeyRing, authenticate, check_bind_allowed
+from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
 from app.metrics import metrics_registry
@@ -53,8 +54,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)
+
+    # Flask runs before-request hooks in the order they are registered: who is
+    # asking, then the rate limit (by key digest or client address), then 401.
+    @app.before_request
+    def _identify() -> None:
+        if request.blueprint == jobs.blp.name:
+            identify(keyring)
+        else:
+            g.tenant = None
+
     if settings.rate_limit:
         limit_rate(app, settings)
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.blueprint == jobs.blp.name:
+            authenticate()
+
+    if settings.trusted_proxies:
+        # Client address, scheme and host from X-Forwarded-* set by this many
+        # proxies in front; without it those headers are ignored.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     store = JobStore.from_settings(settings)
     store.warn_unless_noeviction()
@@ -68,12 +92,5 @@ def create_app(settings: Settings | None = None) -> Flask:
         wait_slots=WaitSlots(settings.web_threads),
         metrics=metrics_registry(store),
     )
-
-    @app.before_request
-    def _authenticate() -> None:
-        if request.blueprint == jobs.blp.name:
-            authenticate(keyring)
-        else:
-            g.tenant = None
 
     return app

@@ -50,7 +50,10 @@ MAX_PARAMS_DEPTH = 32
 TOO_MANY_RETRY_AFTER = 5
 
 HEADERS = {
-    "Location": {"description": "The job's status URL.", "schema": {"type": "string"}},
+    "Location": {
+        "description": "The job's status URL, absolute.",
+        "schema": {"type": "string", "format": "uri"},
+    },
     "Retry-After": {"description": "Seconds until the next poll.", "schema": {"type": "integer"}},
     "Idempotent-Replayed": {
         "description": "`true` when an earlier submit with this id is answered again.",
@@ -114,6 +117,15 @@ def preferred_wait(prefer: str) -> tuple[float, str] | None:
     return None
 
 
+def absolute(path: str) -> str:
+    """``path`` as an absolute URL on the host the client asked: off-the-shelf
+    LRO clients (azure-core's pollers) do not resolve a relative Location.
+    Scheme and host are the request's own, or those forwarded by trusted
+    proxies (JOBGATE_TRUSTED_PROXIES, via ProxyFix); ``path`` already holds
+    any script root."""
+    return request.host_url.rstrip("/") + path
+
+
 def job_response(
     record: JobRecord, *, created: bool = False, headers: dict[str, str] | None = None
 ) -> Response:
@@ -122,7 +134,7 @@ def job_response(
     doc = status_document(record, expose_tracebacks=jg.settings.expose_tracebacks)
     headers = dict(headers or {})
     if created:
-        headers["Location"] = doc["links"]["self"]
+        headers["Location"] = absolute(doc["links"]["self"])
     if record.status.terminal:
         return json_response(doc, 201 if created else 200, headers)
     headers["Retry-After"] = str(retry_after(record))

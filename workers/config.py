@@ -121,6 +121,7 @@ class Settings:
     auth: str = _setting("JOBGATE_AUTH", "", str)
     rate_limit: str = _setting("JOBGATE_RATE_LIMIT", "", parse_rate_limit)
     max_body: int = _setting("JOBGATE_MAX_BODY", MIB, parse_size, 64)
+    trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, int, 0, 10)
     max_params_bytes: int = _setting("JOBGATE_MAX_PARAMS_BYTES", 64 * KIB, parse_size, 2)
     job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), _parse_list)
     expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, _parse_bool)
