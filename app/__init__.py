@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask("jobgate")
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body,
+        # One byte more than the limit: see app.jobs.request_body.
+        MAX_CONTENT_LENGTH=settings.max_body + 1,
         API_TITLE="Jobgate",
         API_VERSION=API_VERSION,
         OPENAPI_VERSION="3.0.3",

@@ -10,6 +10,7 @@ from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.context import jobgate
 from app.documents import json_response, links, public_error, retry_after, status_document
@@ -92,11 +93,27 @@ def job_keys(job_id: str) -> JobKeys:
     return JobKeys(g.tenant, job_id)
 
 
+def request_body() -> bytes:
+    """The whole body, or 413 when it is over JOBGATE_MAX_BODY however it was sent.
+
+    With Content-Length, werkzeug refuses a body over MAX_CONTENT_LENGTH before
+    reading it. A chunked body (no length) is read through a LimitedStream that
+    stops *at* the limit and returns what it read as if it were the whole body,
+    so a padded submit plus any amount more was cut off and then accepted.
+    create_app sets MAX_CONTENT_LENGTH one byte past the limit: a body that
+    reaches that byte is over the limit, one that ends at the limit is whole.
+    """
+    data = request.get_data(cache=False)
+    if len(data) > jobgate().settings.max_body:
+        raise RequestEntityTooLarge()
+    return data
+
+
 def read_json_body() -> Any:
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise UnsupportedMediaType("The body must be JSON (Content-Type: application/json).")
     try:
-        return orjson.loads(request.get_data(cache=False))
+        return orjson.loads(request_body())
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
 
