@@ -23,15 +23,17 @@ MAX_LIST_LIMIT = 100
 MAX_RESULTS_IDS = 100
 
 
-# /v1/jobs/results is a route, so no job may be called "results".
-RESERVED_IDS = ("results",)
+# /v1/jobs/results is a route, so no job may be called "results"; "." and
+# ".." are path segments that clients normalise away (RFC 3986 §5.2.4):
+# /v1/jobs/./result would reach /v1/jobs/result, another job's document.
+RESERVED_IDS = ("results", ".", "..")
 
 
 def _job_id(value: str) -> None:
     if not valid_id(value):
         raise ValidationError("An id is 1-64 characters of A-Z a-z 0-9 . _ -")
     if value in RESERVED_IDS:
-        raise ValidationError(f"{value!r} is reserved: it names a route.")
+        raise ValidationError(f"{value!r} is reserved: it names a route or a path segment.")
 
 
 def _bounded_clock(low: int, high: int, *, allow_zero: bool, name: str) -> Any:
