@@ -14,7 +14,7 @@ from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
 from app.metrics import metrics_registry
 from app.ratelimit import limit_rate
-from app.schemas import ResultEntrySchema, submit_body_doc, submit_schemas
+from app.schemas import ResultEntrySchema, ResultsBodySchema, submit_body_doc, submit_schemas
 from workers import registry
 from workers.celery_app import make_celery
 from workers.config import Settings
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.spec.components.schema(schema.__name__, schema=schema)
     api.spec.components.schema("SubmitRequest", submit_body_doc(schemas))
     api.spec.components.schema("ResultEntry", schema=ResultEntrySchema)
+    api.spec.components.schema("ResultsRequest", schema=ResultsBodySchema)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}

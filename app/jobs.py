@@ -24,6 +24,7 @@ from app.schemas import (
     PollQuery,
     ProblemSchema,
     ResultQuery,
+    ResultsBodySchema,
     ResultsQuery,
 )
 from workers import registry
@@ -47,6 +48,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit, poll an
 LIST_SCAN_LIMIT = 1000
 # params may nest this deep (JSON objects and lists), no deeper.
 MAX_PARAMS_DEPTH = 32
+RESULTS_BODY = ResultsBodySchema()
 # Seconds a client refused for TOO_MANY_JOBS should wait before trying again.
 TOO_MANY_RETRY_AFTER = 5
 
@@ -63,6 +65,7 @@ HEADERS = {
 }
 SUBMIT_REQUEST_REF = "#/components/schemas/SubmitRequest"
 RESULT_ENTRY_REF = "#/components/schemas/ResultEntry"
+RESULTS_REQUEST_REF = "#/components/schemas/ResultsRequest"
 PREFER = {
     "in": "header",
     "name": "Prefer",
@@ -414,6 +417,30 @@ class JobResults(MethodView):
     def get(self, ids: str) -> Response:
         """Several jobs' results at once (each read is a poll)."""
         wanted = list(dict.fromkeys(i for i in ids.split(",") if i))
+        return json_response(several_results(g.tenant, wanted))
+
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": RESULTS_REQUEST_REF}}},
+        }
+    )
+    @blp.alt_response(
+        200,
+        description="The same document as the GET: per id, status and result or error.",
+        schema={"type": "object", "additionalProperties": {"$ref": RESULT_ENTRY_REF}},
+    )
+    @_problems(400, 401, 413, 415, 422, 503)
+    def post(self) -> Response:
+        """Several jobs' results at once, the ids in a JSON body (``{"ids": [...]}``)."""
+        body = read_json_body()
+        try:
+            data = RESULTS_BODY.load(body) if isinstance(body, dict) else None
+        except ValidationError as exc:
+            raise ValidationFailed(_field_errors(exc)) from None
+        if data is None:
+            raise ValidationFailed({"_schema": ["The body must be a JSON object."]})
+        wanted = list(dict.fromkeys(data["ids"]))
         return json_response(several_results(g.tenant, wanted))
 
 

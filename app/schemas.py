@@ -177,6 +177,17 @@ class ResultsQuery(Schema):
     )
 
 
+class ResultsBodySchema(Schema):
+    """POST /v1/jobs/results: the ids in a body, where a URL would be too long."""
+
+    ids = fields.List(
+        fields.String(validate=validate.Length(1, 64)),
+        required=True,
+        validate=validate.Length(max=MAX_RESULTS_IDS),
+        metadata={"description": f"Job ids, at most {MAX_RESULTS_IDS}."},
+    )
+
+
 class JobErrorSchema(Schema):
     id = fields.String()
     code = fields.String(validate=validate.OneOf([c.value for c in ErrorCode]))
