@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 
-from flask import Flask, g, request
+from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,6 +22,16 @@ from workers.config import Settings
 from workers.store import JobStore
 
 API_VERSION = "1.0.0"
+SWAGGER_UI_ASSETS = "/docs/assets"
+
+
+def swagger_ui_assets() -> Blueprint:
+    """Swagger UI's static files (swagger-ui.css, swagger-ui-bundle.js, …), as
+    the PyPI package swagger-ui-py ships them."""
+    static = importlib.resources.files("swagger_ui") / "static"
+    return Blueprint(
+        "swagger_ui_assets", __name__, static_folder=str(static), static_url_path=SWAGGER_UI_ASSETS
+    )
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,7 +51,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Swagger UI's scripts from the swagger-ui-py package, served here:
+        # no CDN, so nothing the page runs can change without a release.
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS + "/",
     )
     api = Api(app)
     schemas = submit_schemas(settings, registry.all_types())
@@ -53,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
+    app.register_blueprint(swagger_ui_assets())
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)
@@ -91,7 +105,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         keyring=keyring,
         submit_schemas=schemas,
         submit_loaders={name: schema() for name, schema in schemas.items()},
-        wait_slots=WaitSlots(settings.web_threads),
+        wait_slots=WaitSlots(
+            settings.web_threads, settings.tenant_wait_share, len(keyring.tenants)
+        ),
         metrics=metrics_registry(store),
     )
 

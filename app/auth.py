@@ -33,6 +33,10 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self.digests)
 
+    @property
+    def tenants(self) -> set[str]:
+        return {tenant for _, tenant in self.digests}
+
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
         entries = [(_digest(key), tenant) for key, tenant in settings.api_keys.items()]

@@ -96,6 +96,7 @@ class Settings:
     port: int = _setting("JOBGATE_PORT", 8000, int, 1, 65535)
     web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, int, 1, 64)
     web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, int, 1, 1024)
+    tenant_wait_share: float = _setting("JOBGATE_TENANT_WAIT_SHARE", 0.5, float, 0.01, 1)
     worker_concurrency: int = _setting(
         "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, int, 1, 512
     )
