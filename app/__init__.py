@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 
-from flask import Flask, g, request
+from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import jobs, ops
-from app.auth import KeyRing, authenticate, check_bind_allowed
+from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
 from app.metrics import metrics_registry
 from app.ratelimit import limit_rate
-from app.schemas import ResultEntrySchema, submit_body_doc, submit_schemas
+from app.schemas import ResultEntrySchema, ResultsBodySchema, submit_body_doc, submit_schemas
 from workers import registry
 from workers.celery_app import make_celery
 from workers.config import Settings
 from workers.store import JobStore
 
 API_VERSION = "1.0.0"
+SWAGGER_UI_ASSETS = "/docs/assets"
+
+
+def swagger_ui_assets() -> Blueprint:
+    """Swagger UI's static files (swagger-ui.css, swagger-ui-bundle.js, …), as
+    the PyPI package swagger-ui-py ships them."""
+    static = importlib.resources.files("swagger_ui") / "static"
+    return Blueprint(
+        "swagger_ui_assets", __name__, static_folder=str(static), static_url_path=SWAGGER_UI_ASSETS
+    )
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,14 +43,17 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask("jobgate")
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body,
+        # One byte more than the limit: see app.jobs.request_body.
+        MAX_CONTENT_LENGTH=settings.max_body + 1,
         API_TITLE="Jobgate",
         API_VERSION=API_VERSION,
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Swagger UI's scripts from the swagger-ui-py package, served here:
+        # no CDN, so nothing the page runs can change without a release.
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS + "/",
     )
     api = Api(app)
     schemas = submit_schemas(settings, registry.all_types())
@@ -46,15 +61,40 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.spec.components.schema(schema.__name__, schema=schema)
     api.spec.components.schema("SubmitRequest", submit_body_doc(schemas))
     api.spec.components.schema("ResultEntry", schema=ResultEntrySchema)
+    api.spec.components.schema("ResultsRequest", schema=ResultsBodySchema)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
+    app.register_blueprint(swagger_ui_assets())
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)
+
+    # Flask runs before-request hooks in the order they are registered: who is
+    # asking, then the rate limit (by key digest or client address), then 401.
+    @app.before_request
+    def _identify() -> None:
+        if request.blueprint == jobs.blp.name:
+            identify(keyring)
+        else:
+            g.tenant = None
+
     if settings.rate_limit:
         limit_rate(app, settings)
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.blueprint == jobs.blp.name:
+            authenticate()
+
+    if settings.trusted_proxies:
+        # Client address, scheme and host from X-Forwarded-* set by this many
+        # proxies in front; without it those headers are ignored.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     store = JobStore.from_settings(settings)
     store.warn_unless_noeviction()
@@ -65,15 +105,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         keyring=keyring,
         submit_schemas=schemas,
         submit_loaders={name: schema() for name, schema in schemas.items()},
-        wait_slots=WaitSlots(settings.web_threads),
+        wait_slots=WaitSlots(
+            settings.web_threads, settings.tenant_wait_share, len(keyring.tenants)
+        ),
         metrics=metrics_registry(store),
     )
-
-    @app.before_request
-    def _authenticate() -> None:
-        if request.blueprint == jobs.blp.name:
-            authenticate(keyring)
-        else:
-            g.tenant = None
 
     return app

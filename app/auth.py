@@ -33,6 +33,10 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self.digests)
 
+    @property
+    def tenants(self) -> set[str]:
+        return {tenant for _, tenant in self.digests}
+
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
         entries = [(_digest(key), tenant) for key, tenant in settings.api_keys.items()]
@@ -78,16 +82,28 @@ def presented_key() -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
-def authenticate(ring: KeyRing) -> None:
-    """Set ``g.tenant`` for this request, or refuse it with 401."""
+def identify(ring: KeyRing) -> None:
+    """Who is asking: ``g.tenant`` (None when the key is missing or wrong).
+
+    Runs before the rate limiter, so that it can count a request against its
+    key's digest (``g.key_digest``) only once the key is known to be valid,
+    and against the client address otherwise: a guessed key never gets a
+    budget, or a Redis counter, of its own. ``authenticate`` refuses after.
+    """
+    g.key_digest = None
     if not ring.enabled:
         g.tenant = DEFAULT_TENANT
         return
     key = presented_key()
-    tenant = ring.tenant_for(key) if key else None
-    if tenant is None:
+    g.tenant = ring.tenant_for(key) if key else None
+    if g.tenant is not None and key:
+        g.key_digest = _digest(key).hex()
+
+
+def authenticate() -> None:
+    """Refuse with 401 the request ``identify`` found no tenant for."""
+    if g.tenant is None:
         raise Unauthorized("A valid API key is required (Authorization: Bearer <key>).")
-    g.tenant = tenant
 
 
 def check_bind_allowed(settings: Settings, ring: KeyRing) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,28 +27,54 @@ log = logging.getLogger(__name__)
 
 
 class WaitSlots:
-    """How many requests of this process may block waiting at once.
+    """How many requests of this process may block waiting at once, and per tenant.
 
     gunicorn's gthread workers accept connections greedily, so one process
     can hold more long polls than it has threads. Waits never take the last
     threads: a request that finds no free slot answers at once (202 with
     Retry-After) instead of blocking, and short requests always find a thread.
+    With more than one tenant, one tenant may hold at most ``tenant_share`` of
+    the slots (JOBGATE_TENANT_WAIT_SHARE), so another tenant's waits still
+    find some: one tenant's flood of long polls cannot answer everyone else's
+    at once. Polls, submits and idempotent replays all claim here.
     """
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, tenant_share: float = 1.0, tenants: int = 1) -> None:
         reserve = max(2, threads // 8)
         self.size = max(1, threads - reserve)
-        self._slots = threading.BoundedSemaphore(self.size)
+        self.per_tenant = self.size if tenants <= 1 else max(1, int(self.size * tenant_share))
+        self._lock = threading.Lock()
+        self._total = 0
+        self._held: Counter[str] = Counter()
+
+    def held(self, tenant: str) -> int:
+        with self._lock:
+            return self._held[tenant]
+
+    def _acquire(self, tenant: str) -> bool:
+        with self._lock:
+            if self._total >= self.size or self._held[tenant] >= self.per_tenant:
+                return False
+            self._total += 1
+            self._held[tenant] += 1
+            return True
+
+    def _release(self, tenant: str) -> None:
+        with self._lock:
+            self._total -= 1
+            self._held[tenant] -= 1
+            if not self._held[tenant]:
+                del self._held[tenant]
 
     @contextmanager
-    def claim(self) -> Iterator[bool]:
+    def claim(self, tenant: str) -> Iterator[bool]:
         """Yields whether this request may wait; releases the slot after."""
-        acquired = self._slots.acquire(blocking=False)
+        acquired = self._acquire(tenant)
         try:
             yield acquired
         finally:
             if acquired:
-                self._slots.release()
+                self._release(tenant)
 
 
 @dataclass

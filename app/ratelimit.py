@@ -8,24 +8,23 @@ client address when auth is off.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 
 from app import jobs
-from app.auth import presented_key
 from workers import keys as keyspace
 from workers.config import Settings
 
 
 def rate_key() -> str:
-    key = presented_key()
-    if key:
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    """The budget a request spends: its valid key's, else its address's."""
+    digest: str | None = g.get("key_digest")
+    if digest:
+        return "key:" + digest[:32]
     return "addr:" + get_remote_address()
 
 

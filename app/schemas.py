@@ -23,15 +23,17 @@ MAX_LIST_LIMIT = 100
 MAX_RESULTS_IDS = 100
 
 
-# /v1/jobs/results is a route, so no job may be called "results".
-RESERVED_IDS = ("results",)
+# /v1/jobs/results is a route, so no job may be called "results"; "." and
+# ".." are path segments that clients normalise away (RFC 3986 §5.2.4):
+# /v1/jobs/./result would reach /v1/jobs/result, another job's document.
+RESERVED_IDS = ("results", ".", "..")
 
 
 def _job_id(value: str) -> None:
     if not valid_id(value):
         raise ValidationError("An id is 1-64 characters of A-Z a-z 0-9 . _ -")
     if value in RESERVED_IDS:
-        raise ValidationError(f"{value!r} is reserved: it names a route.")
+        raise ValidationError(f"{value!r} is reserved: it names a route or a path segment.")
 
 
 def _bounded_clock(low: int, high: int, *, allow_zero: bool, name: str) -> Any:
@@ -172,6 +174,17 @@ class ResultsQuery(Schema):
         # At most MAX_RESULTS_IDS comma-separated entries; empty ones are ignored.
         validate=validate.Regexp(rf"^[^,]{{0,64}}(,[^,]{{0,64}}){{0,{MAX_RESULTS_IDS - 1}}}$"),
         metadata={"description": f"Comma-separated job ids, at most {MAX_RESULTS_IDS}."},
+    )
+
+
+class ResultsBodySchema(Schema):
+    """POST /v1/jobs/results: the ids in a body, where a URL would be too long."""
+
+    ids = fields.List(
+        fields.String(validate=validate.Length(1, 64)),
+        required=True,
+        validate=validate.Length(max=MAX_RESULTS_IDS),
+        metadata={"description": f"Job ids, at most {MAX_RESULTS_IDS}."},
     )
 
 

@@ -148,8 +148,10 @@ def make_celery(settings: Settings) -> Celery:
     registry.load_job_modules(settings.job_modules)
     _current["settings"] = settings
     app = Celery("jobgate")
+    # Only Celery's own settings go in app.conf: `inspect conf` (and so Flower)
+    # shows every key of it, censoring by key name only. Jobgate's Settings
+    # (API keys, the Flower password, the Redis URL) stay in _current.
     app.conf.update(celery_config(settings))
-    app.conf.jobgate_settings = settings
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_job(task: Any, job_ref: str) -> str:

@@ -96,6 +96,7 @@ class Settings:
     port: int = _setting("JOBGATE_PORT", 8000, int, 1, 65535)
     web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, int, 1, 64)
     web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, int, 1, 1024)
+    tenant_wait_share: float = _setting("JOBGATE_TENANT_WAIT_SHARE", 0.5, float, 0.01, 1)
     worker_concurrency: int = _setting(
         "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, int, 1, 512
     )
@@ -121,6 +122,7 @@ class Settings:
     auth: str = _setting("JOBGATE_AUTH", "", str)
     rate_limit: str = _setting("JOBGATE_RATE_LIMIT", "", parse_rate_limit)
     max_body: int = _setting("JOBGATE_MAX_BODY", MIB, parse_size, 64)
+    trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, int, 0, 10)
     max_params_bytes: int = _setting("JOBGATE_MAX_PARAMS_BYTES", 64 * KIB, parse_size, 2)
     job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), _parse_list)
     expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, _parse_bool)

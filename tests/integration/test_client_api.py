@@ -187,11 +187,28 @@ def test_same_id_with_another_payload_is_409(api: FlaskClient) -> None:
     assert response.get_json()["code"] == "ID_CONFLICT"
 
 
-def test_reserved_id_is_refused(api: FlaskClient) -> None:
-    response = submit(api, id="results", params={"n": 1})
+@pytest.mark.parametrize("job_id", ["results", ".", ".."])
+def test_reserved_id_is_refused_and_creates_nothing(
+    api: FlaskClient, redis_client: redis.Redis, job_id: str
+) -> None:
+    response = submit(api, id=job_id, params={"n": 1})
 
     assert response.status_code == 422
     assert "id" in response.get_json()["errors"]
+    assert "Location" not in response.headers
+    assert list(redis_client.scan_iter(match=f"*{{default:{job_id}}}*")) == []
+
+
+def test_the_openapi_document_says_which_ids_are_reserved(api: FlaskClient) -> None:
+    spec = api.get("/openapi.json").get_json()
+    # The per-type submit schemas share the id field of their common base.
+    submit_schema = next(
+        schema
+        for name, schema in spec["components"]["schemas"].items()
+        if name.startswith("Submit_")
+    )
+
+    assert submit_schema["properties"]["id"]["not"] == {"enum": ["results", ".", ".."]}
 
 
 @pytest.fixture

@@ -24,7 +24,9 @@ def test_fast_job_answers_201_with_inline_result(api: FlaskClient) -> None:
 
     assert response.status_code == 201
     doc = response.get_json()
-    assert response.headers["Location"] == f"/v1/jobs/{doc['id']}"
+    # Absolute (on the host asked), while links stay relative (docs/api.md §2).
+    assert response.headers["Location"] == f"http://localhost/v1/jobs/{doc['id']}"
+    assert doc["links"]["self"] == f"/v1/jobs/{doc['id']}"
     assert "Retry-After" not in response.headers
     assert doc["status"] == "DONE"
     assert doc["progress"] == 100

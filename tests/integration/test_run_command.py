@@ -67,7 +67,8 @@ def test_run_starts_everything_and_stops_everything(tmp_path: Path) -> None:
             timeout=10,
         )
         assert response.status_code == 202
-        location = f"http://127.0.0.1:{api_port}{response.headers['Location']}"
+        location = response.headers["Location"]
+        assert location.startswith(f"http://127.0.0.1:{api_port}/v1/jobs/")
         doc = wait_until(
             lambda: (
                 (d := requests.get(f"{location}?wait=10", timeout=15).json())["status"]

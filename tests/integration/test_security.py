@@ -259,7 +259,7 @@ def test_under_a_rate_limit_a_poll_keeps_its_own_retry_after(settings: Settings)
     key = uuid.uuid4().hex
     app = create_app(settings.with_overrides(api_keys={key: "paced"}, rate_limit="100/minute"))
     client, auth = app.test_client(), {"Authorization": f"Bearer {key}"}
-    body = {"type": "demo.count", "params": {"n": 30}, "wait": 0}
+    body = {"type": "demo.count", "params": {"n": 30, "delay": 0.5}, "wait": 0}
     job_id = client.post("/v1/jobs", json=body, headers=auth).get_json()["id"]
 
     poll = client.get(f"/v1/jobs/{job_id}", headers=auth)

@@ -17,7 +17,8 @@ def test_gunicorn_serves_a_job_from_submit_to_result(live_server: LiveServer) ->
     body: dict[str, Any] = {"type": "demo.count", "params": {"n": 5, "delay": 0.1}, "wait": 0}
     submitted = requests.post(f"{live_server.url}/v1/jobs", json=body, timeout=10)
     assert submitted.status_code == 202
-    location = live_server.url + submitted.headers["Location"]
+    location = submitted.headers["Location"]
+    assert location == f"{live_server.url}/v1/jobs/{submitted.json()['id']}"
 
     doc = requests.get(f"{location}?wait=10", timeout=15).json()
     while doc["status"] not in ("DONE", "FAILED"):

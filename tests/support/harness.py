@@ -132,12 +132,12 @@ class LiveServer(Process):
         )
         log = log_dir / f"gunicorn-{self.port}.log"
         super().__init__([str(BIN / "jobgate"), "web"], settings, log)
-        wait_until(self._up, 30, "gunicorn to answer /healthz")
+        wait_until(self._up, 60, "gunicorn to answer /healthz")
 
     def _up(self) -> bool:
         if not self.alive():
             raise RuntimeError(f"gunicorn died:\n{self.output()}")
         try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return requests.get(f"{self.url}/healthz", timeout=10).status_code == 200
         except requests.ConnectionError:
             return False
