@@ -6,28 +6,22 @@ a message naming the variable (``ConfigError``), never later at first use.
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as fields_of
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow.validate import OneOf, Range, Validator
 
 from workers.errors import ConfigError
 
 KIB = 1024
 MIB = 1024 * KIB
-
-T = TypeVar("T")
-
-
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected 0/1, true/false, yes/no or on/off, got {raw!r}")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.IGNORECASE)
@@ -43,7 +37,8 @@ def parse_size(raw: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
-def _parse_list(raw: str) -> tuple[str, ...]:
+def parse_list(raw: str) -> tuple[str, ...]:
+    """``a, b,c`` → ('a', 'b', 'c')."""
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
@@ -62,7 +57,7 @@ def parse_rate_limit(raw: str) -> str:
 def parse_api_keys(raw: str) -> dict[str, str]:
     """``tenant:key,tenant2:key2`` → {key: tenant}."""
     keys: dict[str, str] = {}
-    for entry in _parse_list(raw):
+    for entry in parse_list(raw):
         tenant, sep, key = entry.partition(":")
         if not sep or not key or not _TENANT.fullmatch(tenant):
             raise ValueError(f"expected tenant:key pairs (tenant [A-Za-z0-9._-]), got {entry!r}")
@@ -72,17 +67,45 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+class _Parsed(fields.Field):  # type: ignore[type-arg]
+    """A text setting turned into a value by one of the parsers above."""
+
+    def __init__(self, parse: Callable[[str], Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parse = parse
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return self.parse(str(value))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+# How each kind of setting is read: marshmallow's own fields where one fits.
+Kind = Callable[[], fields.Field]  # type: ignore[type-arg]
+INT: Kind = fields.Integer
+FLOAT: Kind = functools.partial(fields.Float, allow_nan=False)
+TEXT: Kind = fields.String
+BOOL: Kind = fields.Boolean  # 1/0, true/false, yes/no, on/off, in any case
+SIZE: Kind = functools.partial(_Parsed, parse_size)
+LIST: Kind = functools.partial(_Parsed, parse_list)
+RATE: Kind = functools.partial(_Parsed, parse_rate_limit)
+API_KEYS: Kind = functools.partial(_Parsed, parse_api_keys)
+
+
 def _setting(
     env: str,
     default: Any,
-    parse: Callable[[str], Any] = int,
+    kind: Kind = INT,
     low: float | None = None,
     high: float | None = None,
-    doc: str = "",
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
+    """A dataclass field read from the variable ``env`` by a marshmallow field,
+    within ``low``..``high`` or one of ``choices`` where given."""
     return field(
         default=default,
-        metadata={"env": env, "parse": parse, "low": low, "high": high, "doc": doc},
+        metadata={"env": env, "kind": kind, "low": low, "high": high, "choices": choices},
     )
 
 
@@ -90,49 +113,49 @@ def _setting(
 class Settings:
     """All configuration, with the contract's defaults (docs/api.md §7)."""
 
-    redis_url: str = _setting("JOBGATE_REDIS_URL", "redis://127.0.0.1:6379/0", str)
-    broker_url: str = _setting("JOBGATE_BROKER_URL", "", str)
-    bind_host: str = _setting("JOBGATE_BIND", "127.0.0.1", str)
-    port: int = _setting("JOBGATE_PORT", 8000, int, 1, 65535)
-    web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, int, 1, 64)
-    web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, int, 1, 1024)
-    tenant_wait_share: float = _setting("JOBGATE_TENANT_WAIT_SHARE", 0.5, float, 0.01, 1)
+    redis_url: str = _setting("JOBGATE_REDIS_URL", "redis://127.0.0.1:6379/0", TEXT)
+    broker_url: str = _setting("JOBGATE_BROKER_URL", "", TEXT)
+    bind_host: str = _setting("JOBGATE_BIND", "127.0.0.1", TEXT)
+    port: int = _setting("JOBGATE_PORT", 8000, INT, 1, 65535)
+    web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, INT, 1, 64)
+    web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, INT, 1, 1024)
+    tenant_wait_share: float = _setting("JOBGATE_TENANT_WAIT_SHARE", 0.5, FLOAT, 0.01, 1)
     worker_concurrency: int = _setting(
-        "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, int, 1, 512
+        "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, INT, 1, 512
     )
-    queue: str = _setting("JOBGATE_QUEUE", "jobgate", str)
-    flower_port: int = _setting("JOBGATE_FLOWER_PORT", 5555, int, 1, 65535)
-    flower_user: str = _setting("JOBGATE_FLOWER_USER", "admin", str)
-    flower_password: str = _setting("JOBGATE_FLOWER_PASSWORD", "", str)
-    default_wait: float = _setting("JOBGATE_DEFAULT_WAIT", 1.0, float, 0, 60)
-    poll_timeout_default: int = _setting("JOBGATE_POLL_TIMEOUT_DEFAULT", 60, int, 0)
-    poll_timeout_min: int = _setting("JOBGATE_POLL_TIMEOUT_MIN", 10, int, 1)
-    poll_timeout_max: int = _setting("JOBGATE_POLL_TIMEOUT_MAX", 86400, int, 1)
-    retention_default: int = _setting("JOBGATE_RETENTION_DEFAULT", 3600, int, 1)
-    retention_min: int = _setting("JOBGATE_RETENTION_MIN", 300, int, 1)
-    retention_max: int = _setting("JOBGATE_RETENTION_MAX", 604800, int, 1)
-    tombstone_ttl: int = _setting("JOBGATE_TOMBSTONE_TTL", 604800, int, 1)
-    cancel_grace: float = _setting("JOBGATE_CANCEL_GRACE", 10.0, float, 0.1, 3600)
-    max_runtime: int = _setting("JOBGATE_MAX_RUNTIME", 14400, int, 1)
-    max_result_bytes: int = _setting("JOBGATE_MAX_RESULT_BYTES", 16 * MIB, parse_size, 2)
-    inline_result_bytes: int = _setting("JOBGATE_INLINE_RESULT_BYTES", 64 * KIB, parse_size, 0)
-    tenant_max_active: int = _setting("JOBGATE_TENANT_MAX_ACTIVE", 100, int, 1)
-    api_keys: dict[str, str] = _setting("JOBGATE_API_KEYS", None, parse_api_keys)
-    api_keys_file: str = _setting("JOBGATE_API_KEYS_FILE", "", str)
-    auth: str = _setting("JOBGATE_AUTH", "", str)
-    rate_limit: str = _setting("JOBGATE_RATE_LIMIT", "", parse_rate_limit)
-    max_body: int = _setting("JOBGATE_MAX_BODY", MIB, parse_size, 64)
-    trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, int, 0, 10)
-    max_params_bytes: int = _setting("JOBGATE_MAX_PARAMS_BYTES", 64 * KIB, parse_size, 2)
-    job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), _parse_list)
-    expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, _parse_bool)
-    task_events: bool = _setting("JOBGATE_TASK_EVENTS", False, _parse_bool)
-    watchdog_interval: float = _setting("JOBGATE_WATCHDOG_INTERVAL", 1.0, float, 0.05, 60)
-    lease_ttl: float = _setting("JOBGATE_LEASE_TTL", 20.0, float, 0.5, 600)
-    sweep_interval: float = _setting("JOBGATE_SWEEP_INTERVAL", 5.0, float, 0.1, 600)
-    shutdown_grace: float = _setting("JOBGATE_SHUTDOWN_GRACE", 20.0, float, 0, 3600)
-    redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, float, 0.1, 60)
-    log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", str)
+    queue: str = _setting("JOBGATE_QUEUE", "jobgate", TEXT)
+    flower_port: int = _setting("JOBGATE_FLOWER_PORT", 5555, INT, 1, 65535)
+    flower_user: str = _setting("JOBGATE_FLOWER_USER", "admin", TEXT)
+    flower_password: str = _setting("JOBGATE_FLOWER_PASSWORD", "", TEXT)
+    default_wait: float = _setting("JOBGATE_DEFAULT_WAIT", 1.0, FLOAT, 0, 60)
+    poll_timeout_default: int = _setting("JOBGATE_POLL_TIMEOUT_DEFAULT", 60, INT, 0)
+    poll_timeout_min: int = _setting("JOBGATE_POLL_TIMEOUT_MIN", 10, INT, 1)
+    poll_timeout_max: int = _setting("JOBGATE_POLL_TIMEOUT_MAX", 86400, INT, 1)
+    retention_default: int = _setting("JOBGATE_RETENTION_DEFAULT", 3600, INT, 1)
+    retention_min: int = _setting("JOBGATE_RETENTION_MIN", 300, INT, 1)
+    retention_max: int = _setting("JOBGATE_RETENTION_MAX", 604800, INT, 1)
+    tombstone_ttl: int = _setting("JOBGATE_TOMBSTONE_TTL", 604800, INT, 1)
+    cancel_grace: float = _setting("JOBGATE_CANCEL_GRACE", 10.0, FLOAT, 0.1, 3600)
+    max_runtime: int = _setting("JOBGATE_MAX_RUNTIME", 14400, INT, 1)
+    max_result_bytes: int = _setting("JOBGATE_MAX_RESULT_BYTES", 16 * MIB, SIZE, 2)
+    inline_result_bytes: int = _setting("JOBGATE_INLINE_RESULT_BYTES", 64 * KIB, SIZE, 0)
+    tenant_max_active: int = _setting("JOBGATE_TENANT_MAX_ACTIVE", 100, INT, 1)
+    api_keys: dict[str, str] = _setting("JOBGATE_API_KEYS", None, API_KEYS)
+    api_keys_file: str = _setting("JOBGATE_API_KEYS_FILE", "", TEXT)
+    auth: str = _setting("JOBGATE_AUTH", "", TEXT, choices=("", "on", "off"))
+    rate_limit: str = _setting("JOBGATE_RATE_LIMIT", "", RATE)
+    max_body: int = _setting("JOBGATE_MAX_BODY", MIB, SIZE, 64)
+    max_params_bytes: int = _setting("JOBGATE_MAX_PARAMS_BYTES", 64 * KIB, SIZE, 2)
+    job_modules: tuple[str, ...] = _setting("JOBGATE_JOB_MODULES", (), LIST)
+    expose_tracebacks: bool = _setting("JOBGATE_EXPOSE_TRACEBACKS", False, BOOL)
+    task_events: bool = _setting("JOBGATE_TASK_EVENTS", False, BOOL)
+    watchdog_interval: float = _setting("JOBGATE_WATCHDOG_INTERVAL", 1.0, FLOAT, 0.05, 60)
+    lease_ttl: float = _setting("JOBGATE_LEASE_TTL", 20.0, FLOAT, 0.5, 600)
+    sweep_interval: float = _setting("JOBGATE_SWEEP_INTERVAL", 5.0, FLOAT, 0.1, 600)
+    shutdown_grace: float = _setting("JOBGATE_SHUTDOWN_GRACE", 20.0, FLOAT, 0, 3600)
+    redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, FLOAT, 0.1, 60)
+    log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", TEXT)
+    trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, INT, 0, 10)
 
     def __post_init__(self) -> None:
         if self.api_keys is None:
@@ -147,9 +170,7 @@ class Settings:
                 f"{self.lease_ttl} s is under 3 x JOBGATE_WATCHDOG_INTERVAL "
                 f"({self.watchdog_interval} s): the watchdog renews the lease at that interval",
             )
-        if self.auth not in {"", "on", "off"}:
-            raise ConfigError("JOBGATE_AUTH", f"expected 'on' or 'off', got {self.auth!r}")
-        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError("JOBGATE_LOG_LEVEL", f"unknown level {self.log_level!r}")
 
     def _check_bounds(self, name: str, *, allow_zero_default: bool) -> None:
@@ -169,17 +190,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every setting from ``environ`` (default ``os.environ``)."""
+        """Read every setting from ``environ`` (default ``os.environ``).
+
+        An unset or empty variable keeps its default (``JOBGATE_REDIS_URL``
+        falls back to ``REDIS_URL``); a bad value raises ``ConfigError``
+        naming the first variable that is wrong.
+        """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            meta = spec.metadata
-            raw = env.get(meta["env"])
-            if spec.name == "redis_url" and not raw:
-                raw = env.get("REDIS_URL")
-            if raw is None or (raw == "" and spec.default not in ("",)):
-                continue
-            values[spec.name] = _convert(meta, raw)
+        given = {name: raw for name, raw in env.items() if name.startswith("JOBGATE_") and raw}
+        if "JOBGATE_REDIS_URL" not in given and env.get("REDIS_URL"):
+            given["JOBGATE_REDIS_URL"] = env["REDIS_URL"]
+        try:
+            values: dict[str, Any] = _SCHEMA.load(given)
+        except ValidationError as exc:
+            variable = next(v for v in _VARIABLES if v in exc.messages_dict)
+            problem = " ".join(str(m) for m in exc.messages_dict[variable])
+            raise ConfigError(variable, f"{problem} (got {given[variable]!r})") from None
         values.update(overrides)
         return cls(**values)
 
@@ -189,7 +215,7 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The ``JOBGATE_*`` variables that reproduce these settings in a child process."""
         env: dict[str, str] = {}
-        for spec in fields(self):
+        for spec in fields_of(self):
             value = getattr(self, spec.name)
             if isinstance(value, dict):
                 text = ",".join(f"{tenant}:{key}" for key, tenant in value.items())
@@ -207,22 +233,24 @@ class Settings:
         return bool(self.api_keys) or bool(self.api_keys_file)
 
 
-def _convert(meta: Mapping[str, Any], raw: str) -> Any:
-    name = meta["env"]
-    try:
-        value = meta["parse"](raw)
-    except ValueError as exc:
-        raise ConfigError(name, str(exc)) from None
-    low, high = meta["low"], meta["high"]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(name, f"expected a finite number, got {raw!r}")
-    if low is not None and value < low:
-        raise ConfigError(name, f"{value} is below the minimum {low}")
-    if high is not None and value > high:
-        raise ConfigError(name, f"{value} is above the maximum {high}")
-    return value
+def _schema() -> Schema:
+    """One marshmallow schema that reads every setting, by its variable's name."""
+    declared: dict[str, fields.Field] = {}  # type: ignore[type-arg]
+    for spec in fields_of(Settings):
+        meta = spec.metadata
+        checks: list[Validator] = []
+        if meta["low"] is not None or meta["high"] is not None:
+            checks.append(Range(min=meta["low"], max=meta["high"]))
+        if meta["choices"] is not None:
+            checks.append(OneOf(meta["choices"]))
+        declared[spec.name] = meta["kind"](data_key=meta["env"], validate=checks)
+    return Schema.from_dict(declared, name="SettingsSchema")(unknown=EXCLUDE)
+
+
+_SCHEMA = _schema()
+_VARIABLES = [spec.metadata["env"] for spec in fields_of(Settings)]
 
 
 def documented_settings() -> list[tuple[str, Any]]:
     """(variable, default) for every setting, for the README check."""
-    return [(spec.metadata["env"], spec.default) for spec in fields(Settings)]
+    return [(spec.metadata["env"], spec.default) for spec in fields_of(Settings)]

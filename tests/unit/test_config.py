@@ -213,3 +213,21 @@ def test_to_env_names_only_jobgate_variables() -> None:
 def test_one_key_for_two_tenants_is_refused() -> None:
     with pytest.raises(ConfigError, match="JOBGATE_API_KEYS"):
         Settings.from_env({"JOBGATE_API_KEYS": "t1:same,t2:same"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("TRUE", True), ("on", True), ("0", False), ("No", False)]
+)
+def test_booleans_are_read_in_any_common_spelling(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"JOBGATE_TASK_EVENTS": raw}).task_events is expected
+
+
+def test_unknown_jobgate_variables_are_ignored() -> None:
+    assert Settings.from_env({"JOBGATE_NO_SUCH_THING": "x"}) == Settings.from_env({})
+
+
+def test_error_names_the_variable_and_the_value() -> None:
+    error = config_error({"JOBGATE_WEB_THREADS": "0"})
+
+    assert error.variable == "JOBGATE_WEB_THREADS"
+    assert "'0'" in str(error)
