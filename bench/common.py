@@ -306,7 +306,7 @@ def jobgate_web_argv(settings: Settings) -> list[str]:
 
 def http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False

@@ -96,6 +96,12 @@ class Settings:
     port: int = _setting("JOBGATE_PORT", 8000, int, 1, 65535)
     web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, int, 1, 64)
     web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, int, 1, 1024)
+    # A request head must arrive within this many seconds (else 408, close).
+    header_timeout: float = _setting("JOBGATE_HEADER_TIMEOUT", 10.0, float, 0.5, 600)
+    # Open connections one client address may hold per API process (0: no limit).
+    max_connections_per_client: int = _setting(
+        "JOBGATE_MAX_CONNECTIONS_PER_CLIENT", 128, int, 0, 100_000
+    )
     worker_concurrency: int = _setting(
         "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, int, 1, 512
     )
