@@ -57,6 +57,11 @@ PROBLEM_TYPE = "urn:jobgate:problem:{code}"  # as app/errors.py
 # each) is 25 + 6,400 + 297 + 9 = 6,731 bytes. gunicorn's own cap is 8,190.
 LIMIT_REQUEST_LINE = 8190
 
+# How long, and how much, a closing connection is read from after its answer
+# (gunicorn's own figures for its graceful close).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024
+
 # What gunicorn drains of an unread body before reusing a connection.
 DRAIN_MAX_BYTES: int = getattr(gunicorn_parser, "_DRAIN_MAX_BYTES", 64 * 1024)
 
@@ -131,22 +136,38 @@ def _client_key(addr: Any) -> str:
 
 
 class Conn(TConn):  # type: ignore[misc]
-    """A connection that knows its client's slot and its unfinished request head."""
+    """A connection that knows its client's slot, its unfinished request head,
+    and how to close without blocking the main loop."""
 
     def __init__(
-        self, cfg: Any, sock: socket.socket, client: Any, server: Any, release: Callable[[], None]
+        self,
+        cfg: Any,
+        sock: socket.socket,
+        client: Any,
+        server: Any,
+        release: Callable[[], None],
+        linger: Callable[[Conn], None],
     ) -> None:
         super().__init__(cfg, sock, client, server)
         self.head = bytearray()
         self.head_deadline: float | None = None
         self.heading = False  # registered in the poller, waiting for its head
+        self.linger_deadline = 0.0
+        self.drained = 0
         self._release: Callable[[], None] | None = release
+        self._linger = linger
 
     def close(self, graceful: bool = False) -> None:
+        # gunicorn's graceful close lingers up to 2 s in a blocking read, on
+        # the main loop: 20 clients that never close stalled every request
+        # for 30 s. Here the lingering happens in the poller.
+        if graceful and not self.cfg.is_ssl and self._release is not None:
+            self._linger(self)
+            return
         release, self._release = self._release, None
         if release is not None:
             release()
-        super().close(graceful)
+        super().close(False)
 
 
 class JobgateWorker(ThreadWorker):  # type: ignore[misc]
@@ -162,6 +183,8 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         self.per_client: Counter[str] = Counter()
         # Connections waiting for their head, oldest (= first to expire) first.
         self.heads: dict[Conn, None] = {}
+        # Closed for writing, reading what the client still sends until it closes.
+        self.lingering: dict[Conn, None] = {}
         line = self.cfg.limit_request_line or LIMIT_REQUEST_LINE
         self.max_line = line + 2
         fields = self.cfg.limit_request_fields or 100
@@ -200,7 +223,12 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns += 1
         self.per_client[key] += 1
         conn = Conn(
-            self.cfg, client_sock, client_addr, listener.getsockname(), partial(self._release, key)
+            self.cfg,
+            client_sock,
+            client_addr,
+            listener.getsockname(),
+            partial(self._release, key),
+            self._linger,
         )
         self.enqueue_req(conn)
 
@@ -278,12 +306,52 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         if answer:
             _send_nonblocking(conn.sock, answer)
         self.nr_conns -= 1
+        conn.close(graceful=bool(answer))
+
+    # -- closing: RFC 9112 section 9.6, without blocking ---------------------
+
+    def _linger(self, conn: Conn) -> None:
+        """Send FIN, then discard what the client still sends until it closes
+        (else unread bytes would make the kernel reset the connection and
+        truncate the answer), at most LINGER_SECONDS and LINGER_BYTES."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
+            conn.linger_deadline = time.monotonic() + LINGER_SECONDS
+            conn.drained = 0
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drain, conn))
+        except (OSError, KeyError, ValueError):
+            conn.close()
+            return
+        self.lingering[conn] = None
+
+    def _drain(self, conn: Conn, _sock: socket.socket) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained >= LINGER_BYTES:
+            self._end_linger(conn)
+
+    def _end_linger(self, conn: Conn) -> None:
+        self.lingering.pop(conn, None)
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.poller.unregister(conn.sock)
         conn.close()
 
     def murder_pending(self) -> None:
-        """gunicorn's expiry of idle connections, plus heads past their time."""
+        """gunicorn's expiry of idle connections, plus heads past their time
+        and lingering closes past theirs."""
         super().murder_pending()
         now = time.monotonic()
+        while self.lingering:
+            conn = next(iter(self.lingering))
+            if conn.linger_deadline > now:
+                break
+            self._end_linger(conn)
         while self.heads:
             conn = next(iter(self.heads))
             if conn.head_deadline is not None and conn.head_deadline > now:

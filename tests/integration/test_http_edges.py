@@ -184,6 +184,30 @@ def test_a_head_that_never_completes_gets_a_408_problem(server: LiveServer) -> N
     sock.close()
 
 
+def test_clients_that_never_close_after_a_closing_answer_stall_nothing(
+    server: LiveServer,
+) -> None:
+    # gunicorn lingers up to 2 s reading each closing connection (RFC 9112
+    # section 9.6) in its main loop: 20 such clients stalled it for 29 s.
+    lingering = [connect(server) for _ in range(30)]
+    for sock in lingering:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    for sock in lingering:
+        assert read_response(sock)[0] == 200
+
+    started = time.monotonic()
+    healthz = requests.get(f"{server.url}/healthz", timeout=60)
+    latency = time.monotonic() - started
+
+    assert healthz.status_code == 200
+    assert latency < 10, f"/healthz took {latency:.1f} s behind connections being closed"
+    wait_until(
+        lambda: all(closed_by_server(sock) for sock in lingering), 30, "the server to close them"
+    )
+    for sock in lingering:
+        sock.close()
+
+
 # -- 413 on a kept-alive connection ---------------------------------------------
 
 
