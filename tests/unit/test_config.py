@@ -213,3 +213,28 @@ def test_to_env_names_only_jobgate_variables() -> None:
 def test_one_key_for_two_tenants_is_refused() -> None:
     with pytest.raises(ConfigError, match="JOBGATE_API_KEYS"):
         Settings.from_env({"JOBGATE_API_KEYS": "t1:same,t2:same"})
+
+
+def test_slow_client_bounds_default_to_10_s_and_128_connections() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.header_timeout == 10.0
+    assert settings.max_connections_per_client == 128
+
+
+def test_a_per_client_connection_limit_of_zero_means_no_limit_and_is_allowed() -> None:
+    settings = Settings.from_env({"JOBGATE_MAX_CONNECTIONS_PER_CLIENT": "0"})
+
+    assert settings.max_connections_per_client == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("JOBGATE_HEADER_TIMEOUT", "0"),
+        ("JOBGATE_HEADER_TIMEOUT", "soon"),
+        ("JOBGATE_MAX_CONNECTIONS_PER_CLIENT", "-1"),
+    ],
+)
+def test_bad_slow_client_bounds_are_refused(variable: str, raw: str) -> None:
+    assert config_error({variable: raw}).variable == variable
