@@ -247,10 +247,12 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
         # Bytes read ahead behind the previous request start this head.
-        conn.head += conn.parser.unreader.take_buffered()
+        if conn.parser.unreader.buf.getbuffer().nbytes:
+            conn.head += conn.parser.unreader.take_buffered()
         if conn.head_deadline is None:
             conn.head_deadline = time.monotonic() + self.header_timeout
-        conn.sock.setblocking(False)
+        if conn.sock.gettimeout() != 0.0:  # not yet non-blocking (no system call)
+            conn.sock.setblocking(False)
         self._read_head(conn, searched=0)
 
     def _on_head_readable(self, conn: Conn, _sock: socket.socket) -> None:
