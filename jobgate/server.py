@@ -57,6 +57,9 @@ PROBLEM_TYPE = "urn:jobgate:problem:{code}"  # as app/errors.py
 # each) is 25 + 6,400 + 297 + 9 = 6,731 bytes. gunicorn's own cap is 8,190.
 LIMIT_REQUEST_LINE = 8190
 
+# A request head (request line and headers) is at most this long (else 431).
+MAX_HEAD_BYTES = 64 * 1024
+
 # How long, and how much, a closing connection is read from after its answer
 # (gunicorn's own figures for its graceful close).
 LINGER_SECONDS = 2.0
@@ -81,7 +84,7 @@ CODES = {
 DETAILS = {
     408: "The request head did not arrive in time.",
     414: "The request line is longer than {line} bytes.",
-    431: "The request's header section is too large.",
+    431: "The request's header section is too large (at most 8,190 bytes a line, 64 KiB in all).",
     500: "An unexpected error occurred.",
     503: "This client has too many open connections; close some and retry.",
 }
@@ -187,10 +190,10 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         self.lingering: dict[Conn, None] = {}
         line = self.cfg.limit_request_line or LIMIT_REQUEST_LINE
         self.max_line = line + 2
-        fields = self.cfg.limit_request_fields or 100
-        field_size = self.cfg.limit_request_field_size or 8190
-        # Past this much without a blank line, the parser refuses the head (431).
-        self.max_head = self.max_line + fields * (field_size + 2) + 4
+        # Past this much without its blank line, a head is refused (431). The
+        # parser's own bound (100 fields x 8 KiB) is 800 KiB: held by up to
+        # 1,000 waiting connections, too much memory.
+        self.max_head = MAX_HEAD_BYTES
 
     # -- the WSGI application: close when the body was left unread ----------
 
@@ -260,6 +263,10 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
 
     def _read_head(self, conn: Conn, searched: int) -> None:
         while not self._head_complete(conn.head, searched):
+            refusal = self._head_refused(conn.head)
+            if refusal is not None:
+                self._refuse_head(conn, *refusal)
+                return
             searched = max(0, len(conn.head) - 3)
             try:
                 data = conn.sock.recv(65536)
@@ -280,13 +287,23 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         conn.data_ready = True
         super().enqueue_req(conn)
 
-    def _head_complete(self, head: bytearray, searched: int) -> bool:
-        if head.find(b"\r\n\r\n", searched) >= 0 or head.find(b"\n\n", searched) >= 0:
-            return True
-        # Too long to ever be accepted: let the parser answer 414 or 431.
+    @staticmethod
+    def _head_complete(head: bytearray, searched: int) -> bool:
+        return head.find(b"\r\n\r\n", searched) >= 0 or head.find(b"\n\n", searched) >= 0
+
+    def _head_refused(self, head: bytearray) -> tuple[int, str] | None:
+        """An unfinished head that can never be accepted is answered at once,
+        in the event loop (a thread given it would wait for the rest)."""
         if len(head) > self.max_line and b"\n" not in head[: self.max_line]:
-            return True
-        return len(head) > self.max_head
+            return 414, "URI Too Long"
+        if len(head) > self.max_head:
+            return 431, "Request Header Fields Too Large"
+        return None
+
+    def _refuse_head(self, conn: Conn, status: int, reason: str) -> None:
+        self.log.warning("Invalid request from ip=%s: %s", _client_key(conn.client), reason.lower())
+        detail = DETAILS[status].format(line=self.max_line - 2)
+        self._drop(conn, problem_bytes(status, reason, detail))
 
     def _park(self, conn: Conn) -> None:
         if not conn.heading:

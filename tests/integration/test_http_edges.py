@@ -292,6 +292,30 @@ def test_requests_gunicorn_refuses_get_a_problem_document(
     sock.close()
 
 
+@pytest.mark.parametrize(
+    ("start", "status", "code"),
+    [
+        pytest.param(b"GET /" + b"a" * 9000, 414, "URI_TOO_LONG", id="request-line"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\n" + b"X-Pad: 1234567\r\n" * 4200,
+            431,
+            "HEADERS_TOO_LARGE",
+            id="head",
+        ),
+    ],
+)
+def test_an_unfinished_head_that_can_never_be_accepted_is_refused_at_once(
+    server: LiveServer, start: bytes, status: int, code: str
+) -> None:
+    sock = connect(server)
+    sock.sendall(start)  # and nothing more: no waiting for the header timeout (408)
+
+    answer = read_response(sock)
+
+    assert_problem(*answer, expected=status, code=code)
+    sock.close()
+
+
 # -- connections per client ----------------------------------------------------------
 
 
