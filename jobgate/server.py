@@ -46,6 +46,7 @@ from gunicorn import http, util
 from gunicorn.http import body as gunicorn_body
 from gunicorn.http import parser as gunicorn_parser
 from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from workers.config import Settings
@@ -184,6 +185,8 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         self.header_timeout = settings.header_timeout
         self.max_per_client = settings.max_connections_per_client
         self.per_client: Counter[str] = Counter()
+        self.refused = 0
+        self.next_refusal_log = 0.0
         # Connections waiting for their head, oldest (= first to expire) first.
         self.heads: dict[Conn, None] = {}
         # Closed for writing, reading what the client still sends until it closes.
@@ -212,11 +215,18 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
             return
         key = _client_key(client_addr)
         if self.max_per_client and self.per_client[key] >= self.max_per_client:
-            self.log.warning(
-                "Refused a connection from %s: %d open (JOBGATE_MAX_CONNECTIONS_PER_CLIENT)",
-                key,
-                self.per_client[key],
-            )
+            self.refused += 1
+            now = time.monotonic()
+            if now >= self.next_refusal_log:  # one line per 10 s, not one per connection
+                self.next_refusal_log = now + 10
+                self.log.warning(
+                    "Refused %d connection(s), the last from %s: %d open "
+                    "(JOBGATE_MAX_CONNECTIONS_PER_CLIENT)",
+                    self.refused,
+                    key,
+                    self.per_client[key],
+                )
+                self.refused = 0
             _send_nonblocking(
                 client_sock,
                 problem_bytes(503, "Service Unavailable", DETAILS[503], "Retry-After: 1\r\n"),
@@ -244,7 +254,12 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
 
     def enqueue_req(self, conn: TConn) -> None:
         """Every path to a thread (new, kept-alive, pipelined) passes here."""
-        if not isinstance(conn, Conn) or self.cfg.is_ssl or conn.is_http2:
+        if (
+            not isinstance(conn, Conn)
+            or self.cfg.is_ssl
+            or conn.is_http2
+            or negotiation.prior_knowledge_allowed(self.cfg, conn.client)
+        ):  # TLS and HTTP/2 (unused by Jobgate): gunicorn's own way
             super().enqueue_req(conn)
             return
         if conn.parser is None:
