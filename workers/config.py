@@ -100,7 +100,7 @@ class Settings:
     header_timeout: float = _setting("JOBGATE_HEADER_TIMEOUT", 10.0, float, 0.5, 600)
     # Open connections one client address may hold per API process (0: no limit).
     max_connections_per_client: int = _setting(
-        "JOBGATE_MAX_CONNECTIONS_PER_CLIENT", 128, int, 0, 100_000
+        "JOBGATE_MAX_CONNECTIONS_PER_CLIENT", 256, int, 0, 100_000
     )
     worker_concurrency: int = _setting(
         "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, int, 1, 512

@@ -215,11 +215,11 @@ def test_one_key_for_two_tenants_is_refused() -> None:
         Settings.from_env({"JOBGATE_API_KEYS": "t1:same,t2:same"})
 
 
-def test_slow_client_bounds_default_to_10_s_and_128_connections() -> None:
+def test_slow_client_bounds_default_to_10_s_and_256_connections() -> None:
     settings = Settings.from_env({})
 
     assert settings.header_timeout == 10.0
-    assert settings.max_connections_per_client == 128
+    assert settings.max_connections_per_client == 256
 
 
 def test_a_per_client_connection_limit_of_zero_means_no_limit_and_is_allowed() -> None:
