@@ -306,7 +306,7 @@ def jobgate_web_argv(settings: Settings) -> list[str]:
 
 def http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -335,14 +335,27 @@ def start_jobgate_web(
 
 
 def start_baseline_web(
-    s: Stack, settings: Settings, target: str, log_dir: Path, name: str, **env: str
+    s: Stack,
+    settings: Settings,
+    target: str,
+    log_dir: Path,
+    name: str,
+    worker_class: str | None = None,
+    **env: str,
 ) -> WebServer:
-    """A bare Flask app (``module:app``) under Jobgate's own gunicorn command line."""
+    """A bare Flask app (``module:app``) under Jobgate's own gunicorn command line.
+
+    That includes Jobgate's worker class (jobgate/server.py: gthread that reads
+    request heads in its event loop), so the comparison is of the applications;
+    ``worker_class="gthread"`` serves the baseline with gunicorn's plain gthread.
+    """
     port = free_port()
     settings = settings.with_overrides(port=port)
     argv = jobgate_web_argv(settings)
-    if argv[-1] != "app:create_app()":
+    if argv[-1] != "app:create_app()" or "--worker-class" not in argv:
         raise BenchError(f"unexpected jobgate web command line: {argv}")
+    if worker_class is not None:
+        argv[argv.index("--worker-class") + 1] = worker_class
     argv = [str(BIN / "gunicorn"), *argv[1:-1], target]
     proc = s.proc(Proc(name, argv, child_env(settings, **env), log_dir))
     url = f"http://127.0.0.1:{port}"

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from jobgate.redis_server import RedisServer, RedisServerError, answers
+from jobgate.server import LIMIT_REQUEST_LINE
 from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+WORKER_CLASS = "jobgate.server.JobgateWorker"
 DEMO_BODY = '{"type": "demo.count", "params": {"n": 100, "delay": 0.05}, "wait": 0}'
 
 
@@ -57,8 +59,12 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
     _exec(
         [
             "gunicorn",
-            # gthread: a long poll or a submit's wait parks one thread, not a process.
-            "--worker-class", "gthread",
+            # gthread (a long poll or a submit's wait parks one thread, not a
+            # process) where request heads are read in the main loop, with
+            # bounds, so slow clients hold no thread: jobgate/server.py.
+            "--worker-class", WORKER_CLASS,
+            # Fits the longest documented request line (100 ids of 64 chars).
+            "--limit-request-line", str(LIMIT_REQUEST_LINE),
             "--workers", str(settings.web_workers),
             "--threads", str(settings.web_threads),
             "--bind", f"{settings.bind_host}:{settings.port}",
@@ -154,7 +160,7 @@ def _announce_when_up(port: int, text: str, stop: threading.Event) -> None:
     url = f"http://127.0.0.1:{port}/healthz"
     while not stop.wait(0.3):
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=5):
                 print(text, flush=True)
                 return
         except OSError:

@@ -120,6 +120,10 @@ class Settings:
     web_workers: int = _setting("JOBGATE_WEB_WORKERS", 2, INT, 1, 64)
     web_threads: int = _setting("JOBGATE_WEB_THREADS", 256, INT, 1, 1024)
     tenant_wait_share: float = _setting("JOBGATE_TENANT_WAIT_SHARE", 0.5, FLOAT, 0.01, 1)
+    header_timeout: float = _setting("JOBGATE_HEADER_TIMEOUT", 10.0, FLOAT, 0.5, 600)
+    max_connections_per_client: int = _setting(
+        "JOBGATE_MAX_CONNECTIONS_PER_CLIENT", 256, INT, 0, 100_000
+    )
     worker_concurrency: int = _setting(
         "JOBGATE_WORKER_CONCURRENCY", os.cpu_count() or 1, INT, 1, 512
     )

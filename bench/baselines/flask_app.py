@@ -1,7 +1,7 @@
 """Bare Flask: the poll baseline (a) and the submit baseline (b).
 
 Served by ``bench`` with the very gunicorn command line ``jobgate web`` uses
-(gthread, same workers and threads), reading the same ``JOBGATE_*``
+(Jobgate's gthread worker class, same workers and threads), reading the same ``JOBGATE_*``
 variables for its Redis and queue.
 
 - ``GET /poll/<key>``: ``HGETALL`` + ``EXPIRE`` of one hash (one pipelined

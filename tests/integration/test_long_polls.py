@@ -66,8 +66,8 @@ def test_200_long_polls_wait_while_short_requests_are_served(default_server: Liv
     assert answers == [], "nothing has changed yet, so every long poll is still waiting"
 
     started = time.monotonic()
-    assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
-    assert requests.get(location, timeout=5).status_code == 202
+    assert requests.get(f"{url}/healthz", timeout=15).status_code == 200
+    assert requests.get(location, timeout=15).status_code == 202
     short_latency = time.monotonic() - started
 
     cancelled_at = time.monotonic()
@@ -76,7 +76,8 @@ def test_200_long_polls_wait_while_short_requests_are_served(default_server: Liv
         poll.join(30)
     woke_within = time.monotonic() - cancelled_at
 
-    assert short_latency < 2.0, f"short requests waited {short_latency:.2f} s behind long polls"
+    # Generous (the machine may be loaded): blocked behind the polls would be 25 s.
+    assert short_latency < 10.0, f"short requests waited {short_latency:.2f} s behind long polls"
     assert len(answers) == LONG_POLLS
     assert {(code, status) for code, status, _ in answers} == {(200, "FAILED")}
     assert woke_within < 10, f"the cancel woke every long poll only after {woke_within:.1f} s"

@@ -90,4 +90,4 @@ def test_run_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         launcher.wait(60)
 
     assert processes_in_group(launcher.pid) == []
-    assert not answers(redis_url, timeout=0.5), "the embedded Redis is stopped"
+    assert not answers(redis_url, timeout=5), "the embedded Redis is stopped"

@@ -138,6 +138,7 @@ class LiveServer(Process):
         if not self.alive():
             raise RuntimeError(f"gunicorn died:\n{self.output()}")
         try:
+            # Generous: a loaded machine may take seconds to answer the first time.
             return requests.get(f"{self.url}/healthz", timeout=10).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or slow: ask again
             return False

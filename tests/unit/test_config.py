@@ -231,3 +231,28 @@ def test_error_names_the_variable_and_the_value() -> None:
 
     assert error.variable == "JOBGATE_WEB_THREADS"
     assert "'0'" in str(error)
+
+
+def test_slow_client_bounds_default_to_10_s_and_256_connections() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.header_timeout == 10.0
+    assert settings.max_connections_per_client == 256
+
+
+def test_a_per_client_connection_limit_of_zero_means_no_limit_and_is_allowed() -> None:
+    settings = Settings.from_env({"JOBGATE_MAX_CONNECTIONS_PER_CLIENT": "0"})
+
+    assert settings.max_connections_per_client == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("JOBGATE_HEADER_TIMEOUT", "0"),
+        ("JOBGATE_HEADER_TIMEOUT", "soon"),
+        ("JOBGATE_MAX_CONNECTIONS_PER_CLIENT", "-1"),
+    ],
+)
+def test_bad_slow_client_bounds_are_refused(variable: str, raw: str) -> None:
+    assert config_error({variable: raw}).variable == variable

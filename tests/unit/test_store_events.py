@@ -180,7 +180,7 @@ def test_wait_for_event_returns_the_next_event(store: JobStore, make_job: MakeJo
     after_id = store.read(job, poll=True, watch=True).last_event_id
 
     store.start(job)
-    event = store.wait_for_event(job, after_id, timeout=0.5)
+    event = store.wait_for_event(job, after_id, timeout=10)
 
     assert event is not None
     assert event[1] == "RUNNING"
