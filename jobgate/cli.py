@@ -65,6 +65,10 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
             "--worker-class", WORKER_CLASS,
             # Fits the longest documented request line (100 ids of 64 chars).
             "--limit-request-line", str(LIMIT_REQUEST_LINE),
+            # Forwarded headers are trusted by the app alone, and only as far
+            # as JOBGATE_TRUSTED_PROXIES says (ProxyFix); gunicorn's default
+            # would believe X-Forwarded-Proto from any local client.
+            "--forwarded-allow-ips", "",
             "--workers", str(settings.web_workers),
             "--threads", str(settings.web_threads),
             "--bind", f"{settings.bind_host}:{settings.port}",

@@ -30,6 +30,18 @@ def test_gunicorn_serves_a_job_from_submit_to_result(live_server: LiveServer) ->
     assert result.json()["rows"][-1] == [4, 16]
 
 
+def test_gunicorn_ignores_forwarded_headers_when_no_proxy_is_trusted(
+    live_server: LiveServer,
+) -> None:
+    body: dict[str, Any] = {"type": "demo.count", "params": {"n": 1}, "wait": 0}
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
+
+    submitted = requests.post(f"{live_server.url}/v1/jobs", json=body, headers=forged, timeout=10)
+
+    assert submitted.status_code in (201, 202)
+    assert submitted.headers["Location"].startswith(f"{live_server.url}/v1/jobs/")
+
+
 def test_gunicorn_waits_for_a_fast_job(live_server: LiveServer) -> None:
     body: dict[str, Any] = {"type": "demo.count", "params": {"n": 3}, "wait": 10}
 
