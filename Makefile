@@ -15,8 +15,8 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[run]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./client
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-dev
@@ -34,6 +34,7 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy app workers jobgate tests
+	$(BIN)/mypy --config-file client/pyproject.toml client/src
 
 all: lint typecheck test
 
