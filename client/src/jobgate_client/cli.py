@@ -120,10 +120,13 @@ def progress_display(job: Job, as_json: bool) -> Iterator[Callable[[Snapshot], N
         yield show
 
 
-def follow(job: Job, args: argparse.Namespace) -> Snapshot:
-    """Watch ``job`` to its end; on Ctrl-C leave it running (or cancel it)."""
+def follow(job: Job, args: argparse.Namespace, *, json_lines: bool = False) -> Snapshot:
+    """Watch ``job`` to its end; on Ctrl-C leave it running (or cancel it).
+
+    ``json_lines``: each change as a JSON document on stdout (``jg watch --json``).
+    """
     try:
-        with progress_display(job, args.json) as show:
+        with progress_display(job, json_lines) as show:
             job.wait(on_progress=show)
     except KeyboardInterrupt:
         if args.cancel_on_interrupt:
@@ -194,7 +197,7 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
-    snapshot = follow(client.job(args.id), args)
+    snapshot = follow(client.job(args.id), args, json_lines=args.json)
     if not args.json and snapshot.error:
         err.print(f"[red]{snapshot.error.get('code')}[/]: {escape(snapshot.message)}")
     return exit_code(snapshot)
