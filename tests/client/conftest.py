@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from jobgate_client import Client
 
 from jobgate.redis_server import RedisServer
-from jobgate_client import Client
 from tests.client.support import KEY, RecordingProxy
 from tests.integration.conftest import log_dir, make_test_settings, redis_server
 from tests.support.harness import LiveServer, Process, start_worker

@@ -75,7 +75,11 @@ class RecordingProxy:
             def do_GET(self) -> None:
                 self._forward()
 
-            do_POST = do_DELETE = do_GET
+            def do_POST(self) -> None:
+                self._forward()
+
+            def do_DELETE(self) -> None:
+                self._forward()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -97,14 +101,9 @@ class RecordingProxy:
                 response = upstream.getresponse()
                 data = response.read()
                 upstream.close()
-                retry_after = response.getheader("Retry-After")
-                hit = Hit(
-                    arrived,
-                    self.command,
-                    self.path,
-                    response.status,
-                    float(retry_after) if retry_after else None,
-                )
+                advice = response.getheader("Retry-After")
+                advised = float(advice) if advice else None
+                hit = Hit(arrived, self.command, self.path, response.status, advised)
                 proxy._record(hit)
                 if self.command == "POST" and proxy.drop_next_post:
                     proxy.drop_next_post = False

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jobgate_client import Client
 
 from jobgate.redis_server import free_port
-from jobgate_client import Client
 from tests.client.support import JG, KEY, jg
 from tests.support.harness import LiveServer, wait_until
 
@@ -180,8 +180,10 @@ def start_watch(job_id: str, url: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def interrupt(watcher: subprocess.Popen[str], client: Client, job_id: str) -> int:
-    wait_until(lambda: client.job(job_id).progress >= 5, 30, "the job to be under way")
+def interrupt(watcher: subprocess.Popen[str], job_id: str) -> int:
+    """Ctrl-C once ``jg watch`` is watching (it has shown the job's first line)."""
+    assert watcher.stderr is not None
+    assert job_id in watcher.stderr.readline()
     watcher.send_signal(signal.SIGINT)
     return watcher.wait(30)
 
@@ -190,7 +192,7 @@ def test_ctrl_c_leaves_the_job_running_and_exits_130(client: Client, server: Liv
     job = client.submit("demo.count", {"n": 100, "delay": 0.2}, wait=0)
     watcher = start_watch(job.id, server.url)
 
-    code = interrupt(watcher, client, job.id)
+    code = interrupt(watcher, job.id)
 
     assert code == 130
     assert client.job(job.id).status == "RUNNING"
@@ -203,7 +205,7 @@ def test_ctrl_c_with_cancel_on_interrupt_cancels_the_job(
     job = client.submit("demo.count", {"n": 100, "delay": 0.2}, wait=0)
     watcher = start_watch(job.id, server.url, "--cancel-on-interrupt")
 
-    code = interrupt(watcher, client, job.id)
+    code = interrupt(watcher, job.id)
 
     assert code == 130
     assert (client.job(job.id).error or {}).get("code") == "CANCELLED_BY_USER"
@@ -223,11 +225,9 @@ def tmux() -> Iterator[list[str]]:
 def test_the_progress_bar_in_a_terminal_shows_a_percent_rising_to_100(
     client: Client, server: LiveServer, tmux: list[str]
 ) -> None:
-    job = client.submit("demo.count", {"n": 40, "delay": 0.2}, wait=0)
+    job = client.submit("demo.count", {"n": 25, "delay": 0.2}, wait=0)
     line = f"JOBGATE_URL={server.url} JOBGATE_API_KEY={KEY} {shlex.quote(JG)} watch {job.id}"
-    subprocess.run(
-        [*tmux, "new-session", "-d", "-s", "jg", "-x", "160", "-y", "20"], check=True
-    )
+    subprocess.run([*tmux, "new-session", "-d", "-s", "jg", "-x", "160", "-y", "20"], check=True)
     subprocess.run([*tmux, "send-keys", "-t", "jg", f"{line}; echo EXIT=$?", "Enter"], check=True)
     seen: list[int] = []
     screens: list[str] = []

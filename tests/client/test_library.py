@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import uuid
 
 import pytest
-
 from jobgate_client import (
     Client,
     IdConflict,
@@ -19,6 +19,7 @@ from jobgate_client import (
     ValidationFailed,
     WaitTimeout,
 )
+
 from tests.client.support import KEY, RecordingProxy
 from tests.support.harness import LiveServer, wait_until
 
@@ -80,7 +81,7 @@ def test_iter_progress_yields_each_change_until_the_end(client: Client) -> None:
 
     seen = list(job.iter_progress())
 
-    assert all(a.changed_from(b) for a, b in zip(seen[1:], seen))
+    assert all(b.changed_from(a) for a, b in itertools.pairwise(seen))
     assert seen[-1].status == "DONE"
     assert job.status == "DONE"
 
@@ -247,15 +248,17 @@ def test_429_is_retried_after_the_retry_after_it_gives(proxy: RecordingProxy) ->
     assert "demo.count" in names
     starts = [hit.at for hit in proxy.hits]
     assert len(starts) == 3
-    assert all(b - a >= 0.9 for a, b in zip(starts, starts[1:]))
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(starts))
 
 
 def test_429_past_the_retry_deadline_raises_rate_limited(proxy: RecordingProxy) -> None:
     proxy.refuse(429, 100, retry_after=1)
 
-    with Client(proxy.url, api_key=KEY, retry_timeout=3) as client:
-        with pytest.raises(RateLimited) as limited:
-            client.job_types()
+    with (
+        Client(proxy.url, api_key=KEY, retry_timeout=3) as client,
+        pytest.raises(RateLimited) as limited,
+    ):
+        client.job_types()
 
     assert limited.value.status == 429
     assert 3 <= len(proxy.hits) <= 5
