@@ -46,17 +46,9 @@ class AsyncClient:
 
     async def _perform(self, request: core.Request) -> core.Outcome:
         sent_at = time.monotonic()
+        built = self._http.build_request(**self.config.request_args(request))
         try:
-            response = await self._http.send(
-                self._http.build_request(
-                    request.method,
-                    request.path,
-                    params=dict(request.params),
-                    json=request.body,
-                    timeout=self.config.timeout_for(request),
-                ),
-                stream=True,
-            )
+            response = await self._http.send(built, stream=True)
         except httpx.TransportError as exc:
             return core.network_error(exc)
         if core.keeps_open(request, response.status_code):
@@ -69,39 +61,32 @@ class AsyncClient:
             await response.aclose()
         return core.Reply(response.status_code, response.headers, body, sent_at)
 
-    async def _outcome(self, effect: core.Effect) -> core.Outcome:
-        if isinstance(effect, core.Sleep):
-            await asyncio.sleep(effect.seconds)
-            return None
-        assert isinstance(effect, core.Request)
-        return await self._perform(effect)
-
-    async def _run(self, flow: core.Flow[T], on_emit: Callable[[Any], None] | None = None) -> T:
+    async def _iter(
+        self, flow: core.Flow[Any], result: list[Any] | None = None
+    ) -> AsyncIterator[Any]:
+        """Carry out ``flow``'s effects; yield what it emits; its return value into ``result``."""
         outcome: core.Outcome = None
         while True:
             try:
                 effect = flow.send(outcome)
             except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            if isinstance(effect, core.Emit):
-                outcome = None
-                if on_emit is not None:
-                    on_emit(effect.value)
-            else:
-                outcome = await self._outcome(effect)
-
-    async def _iter(self, flow: core.Flow[Any]) -> AsyncIterator[Any]:
-        outcome: core.Outcome = None
-        while True:
-            try:
-                effect = flow.send(outcome)
-            except StopIteration:
+                if result is not None:
+                    result.append(stop.value)
                 return
+            outcome = None
             if isinstance(effect, core.Emit):
-                outcome = None
                 yield effect.value
+            elif isinstance(effect, core.Sleep):
+                await asyncio.sleep(effect.seconds)
             else:
-                outcome = await self._outcome(effect)
+                outcome = await self._perform(effect)
+
+    async def _run(self, flow: core.Flow[T], on_emit: Callable[[Any], None] | None = None) -> T:
+        result: list[T] = []
+        async for value in self._iter(flow, result):
+            if on_emit is not None:
+                on_emit(value)
+        return result[0]
 
     # -- the API ----------------------------------------------------------------
 

@@ -154,8 +154,15 @@ class Config:
         base = (url or os.environ.get("JOBGATE_URL") or DEFAULT_URL).rstrip("/")
         return cls(base, found, timeout, policy)
 
-    def timeout_for(self, request: Request) -> float:
-        return self.timeout + request.hold
+    def request_args(self, request: Request) -> dict[str, Any]:
+        """``httpx.(Async)Client.build_request`` arguments; a long poll gets its hold on top."""
+        return {
+            "method": request.method,
+            "url": request.path,
+            "params": dict(request.params),
+            "json": request.body,
+            "timeout": self.timeout + request.hold,
+        }
 
 
 def keeps_open(request: Request, status: int) -> bool:

@@ -42,17 +42,9 @@ class Client:
 
     def _perform(self, request: core.Request) -> core.Outcome:
         sent_at = time.monotonic()
+        built = self._http.build_request(**self.config.request_args(request))
         try:
-            response = self._http.send(
-                self._http.build_request(
-                    request.method,
-                    request.path,
-                    params=dict(request.params),
-                    json=request.body,
-                    timeout=self.config.timeout_for(request),
-                ),
-                stream=True,
-            )
+            response = self._http.send(built, stream=True)
         except httpx.TransportError as exc:
             return core.network_error(exc)
         if core.keeps_open(request, response.status_code):
@@ -65,39 +57,30 @@ class Client:
             response.close()
         return core.Reply(response.status_code, response.headers, body, sent_at)
 
-    def _outcome(self, effect: core.Effect) -> core.Outcome:
-        if isinstance(effect, core.Sleep):
-            time.sleep(effect.seconds)
-            return None
-        assert isinstance(effect, core.Request)
-        return self._perform(effect)
-
-    def _run(self, flow: core.Flow[T], on_emit: Callable[[Any], None] | None = None) -> T:
+    def _iter(self, flow: core.Flow[Any], result: list[Any] | None = None) -> Iterator[Any]:
+        """Carry out ``flow``'s effects; yield what it emits; its return value into ``result``."""
         outcome: core.Outcome = None
         while True:
             try:
                 effect = flow.send(outcome)
             except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            if isinstance(effect, core.Emit):
-                outcome = None
-                if on_emit is not None:
-                    on_emit(effect.value)
-            else:
-                outcome = self._outcome(effect)
-
-    def _iter(self, flow: core.Flow[Any]) -> Iterator[Any]:
-        outcome: core.Outcome = None
-        while True:
-            try:
-                effect = flow.send(outcome)
-            except StopIteration:
+                if result is not None:
+                    result.append(stop.value)
                 return
+            outcome = None
             if isinstance(effect, core.Emit):
-                outcome = None
                 yield effect.value
+            elif isinstance(effect, core.Sleep):
+                time.sleep(effect.seconds)
             else:
-                outcome = self._outcome(effect)
+                outcome = self._perform(effect)
+
+    def _run(self, flow: core.Flow[T], on_emit: Callable[[Any], None] | None = None) -> T:
+        result: list[T] = []
+        for value in self._iter(flow, result):
+            if on_emit is not None:
+                on_emit(value)
+        return result[0]
 
     # -- the API ----------------------------------------------------------------
 

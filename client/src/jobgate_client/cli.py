@@ -180,8 +180,8 @@ def print_status(snapshot: Snapshot) -> None:
 # -- commands -----------------------------------------------------------------
 
 
-def cmd_submit(client: Client, args: argparse.Namespace) -> int:
-    job = client.submit(
+def submit_job(client: Client, args: argparse.Namespace) -> Job:
+    return client.submit(
         args.type,
         parse_params(args.params),
         id=args.id,
@@ -189,6 +189,15 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         poll_timeout=args.poll_timeout,
         retention=args.retention,
     )
+
+
+def report_failure(snapshot: Snapshot) -> None:
+    code = (snapshot.error or {}).get("code")
+    err.print(f"[red]{code}[/]: {escape(snapshot.message)}", highlight=False)
+
+
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    job = submit_job(client, args)
     if args.json:
         print_json(job.snapshot.raw)
     else:
@@ -199,24 +208,18 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
     snapshot = follow(client.job(args.id), args, json_lines=args.json)
     if not args.json and snapshot.error:
-        err.print(f"[red]{snapshot.error.get('code')}[/]: {escape(snapshot.message)}")
+        report_failure(snapshot)
     return exit_code(snapshot)
 
 
 def cmd_run(client: Client, args: argparse.Namespace) -> int:
-    job = client.submit(
-        args.type,
-        parse_params(args.params),
-        id=args.id,
-        wait=args.wait,
-        poll_timeout=args.poll_timeout,
-    )
+    job = submit_job(client, args)
     snapshot = follow(job, args)
     if snapshot.status == "FAILED":
         if args.json:
             print_json(snapshot.raw)
         else:
-            err.print(f"[red]{(snapshot.error or {}).get('code')}[/]: {escape(snapshot.message)}")
+            report_failure(snapshot)
         return EXIT_FAILED
     result = job.result()
     if args.json:
@@ -319,10 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--id", help="your own job id (default: a new ULID)")
         sub.add_argument("--wait", type=float, help="seconds the submit may wait for the end")
         sub.add_argument("--poll-timeout", type=int, help="heartbeat seconds (0: none)")
+        sub.add_argument("--retention", type=int, help="seconds a finished job stays readable")
 
-    sub = command("submit", cmd_submit, "submit a job; print its id")
-    submit_options(sub)
-    sub.add_argument("--retention", type=int, help="seconds a finished job stays readable")
+    submit_options(command("submit", cmd_submit, "submit a job; print its id"))
 
     interrupt = "on Ctrl-C, cancel the job (default: leave it running)"
     sub = command("watch", cmd_watch, "follow a job with a progress bar to its end")
