@@ -17,6 +17,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./client
+	@# tests/client drives `jg watch`'s progress bar in tmux.
+	@command -v tmux >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && apt-get install -y -qq tmux >/dev/null; } || \
+		echo "warning: no tmux; tests/client's progress-bar test needs it"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-dev
