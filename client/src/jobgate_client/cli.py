@@ -1,4 +1,4 @@
-"""``jg``: submit Jobgate jobs, watch them with a progress bar, fetch their results.
+"""jg: submit Jobgate jobs, watch them with a progress bar, fetch their results.
 
 Exit codes: 0 the job is DONE (or the command did what it was asked), 1 the job
 FAILED, 2 usage error or a request refused (4xx), 3 server unreachable or 5xx
@@ -26,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from jobgate_client import _core as core
 from jobgate_client._sync import Client, Job
@@ -94,7 +94,7 @@ def progress_display(job: Job, as_json: bool) -> Iterator[Callable[[Snapshot], N
         yield lambda snapshot: print(progress_line(snapshot), file=sys.stderr, flush=True)
         return
     bar = Progress(
-        TextColumn("[bold]{task.fields[status]:<11}"),
+        TextColumn("{task.fields[status]}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
@@ -103,17 +103,12 @@ def progress_display(job: Job, as_json: bool) -> Iterator[Callable[[Snapshot], N
         TextColumn("{task.fields[message]}"),
         console=err,
     )
-    task = bar.add_task(job.id, total=100, status=job.status, message=job.message)
+    task = bar.add_task(job.id, total=100, status="", message="")
 
     def show(snapshot: Snapshot) -> None:
-        status = snapshot.status
-        style = {"DONE": "green", "FAILED": "red"}.get(status, "cyan")
-        bar.update(
-            task,
-            completed=snapshot.progress,
-            status=f"[{style}]{status}",
-            message=snapshot.message,
-        )
+        style = {"DONE": "green", "FAILED": "red"}.get(snapshot.status, "cyan")
+        status = f"[bold {style}]{snapshot.status:<11}[/]"
+        bar.update(task, completed=snapshot.progress, status=status, message=snapshot.message)
 
     with bar:
         show(job.snapshot)
@@ -267,9 +262,9 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json([s.raw for s in jobs])
         return EXIT_DONE
-    table = Table("id", "type", "status", "progress", "created", "message")
+    table = Table(Column("id", no_wrap=True), "type", "status", "progress", "created", "message")
     for s in jobs:
-        created = s.raw.get("created_at", "")
+        created = str(s.raw.get("created_at", ""))[:19].replace("T", " ")
         table.add_row(s.id, s.type, s.status, f"{s.progress}%", created, s.message)
     out.print(table)
     return EXIT_DONE
