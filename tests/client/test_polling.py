@@ -14,8 +14,7 @@ import pytest
 from jobgate_client import Client, Unavailable
 
 from jobgate.redis_server import RedisServer
-from tests.client.conftest import PatientLiveServer
-from tests.client.support import KEY, RecordingProxy, jg
+from tests.client.support import KEY, PatientLiveServer, RecordingProxy, jg
 from tests.integration.conftest import make_test_settings
 from tests.support.harness import LiveServer
 
