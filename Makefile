@@ -19,8 +19,12 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[run]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]' -e ./client
+	@# tests/client drives `jg watch`'s progress bar in tmux.
+	@command -v tmux >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && apt-get install -y -qq tmux >/dev/null; } || \
+		echo "warning: no tmux; tests/client's progress-bar test needs it"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-dev
@@ -38,6 +42,7 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy app workers jobgate tests
+	$(BIN)/mypy --config-file client/pyproject.toml client/src
 
 all: lint typecheck test
 
@@ -45,4 +50,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/build client/src/*.egg-info
