@@ -144,7 +144,9 @@ else
 fi
 rm -rf "$work"
 find docker/wheelhouse -maxdepth 1 -name 'jobgate-*.whl' -delete
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir docker/wheelhouse .
+# Fixed timestamps in the wheel: the same code gives the same bytes, so the
+# build's cache holds until the code changes.
+SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir docker/wheelhouse .
 
 start=$(date +%s)
 say "building $IMAGE on $base"
