@@ -6,7 +6,7 @@
 - ``worker``: the worker answers a Celery ping addressed to it by name, over
   the broker (so a wedged main process or a lost broker connection shows).
 - ``beat``: nothing to ask; it is healthy while it runs (compose turns the
-  check off for it).
+  check off for it). So is anything else (``jobgate --help``).
 
 Exit 0 healthy, 1 not, as Docker expects. Runs as the image's user, no shell.
 """
@@ -20,10 +20,11 @@ import urllib.request
 
 
 def role() -> str:
+    """PID 1 is the server itself (gunicorn, celery), or an init (compose's
+    `init: true`) whose arguments are the `jobgate <role>` command."""
     with open("/proc/1/cmdline", "rb") as handle:
         argv = [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
-    words = " ".join(argv)
-    if "gunicorn" in words:
+    if "web" in argv or any(part.endswith("gunicorn") for part in argv):
         return "web"
     for name in ("flower", "beat", "worker"):
         if name in argv:

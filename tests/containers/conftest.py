@@ -30,7 +30,7 @@ def stack(images: Images) -> Iterator[Stack]:
     stack = Stack(images)
     started = time.monotonic()
     try:
-        stack.compose("up", "-d", "--scale", "worker=2", timeout=900)
+        stack.compose("up", "-d", timeout=900)
         wait_until(lambda: stack.ready(), 300, "/readyz through the published port", step=1)
         first = stack.submit(n=1, delay=0)
         stack.wait_done(first)

@@ -102,7 +102,8 @@ class Stack:
             JOBGATE_FLOWER_PASSWORD=self.flower_password,
             JOBGATE_PORT=str(self.api_port),
             JOBGATE_FLOWER_PORT=str(self.flower_port),
-            # One job at a time per worker, so that jobs spread over both.
+            # Two workers, one job at a time each, so that jobs spread over both.
+            JOBGATE_WORKERS="2",
             JOBGATE_WORKER_CONCURRENCY="1",
             # A stopped worker hands its job back after 3 s, not 20.
             JOBGATE_SHUTDOWN_GRACE="3",
