@@ -43,7 +43,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy app workers jobgate tests
+	$(BIN)/mypy app workers jobgate tests docker/healthcheck.py
 
 all: lint typecheck test
 

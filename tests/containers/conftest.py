@@ -31,7 +31,7 @@ def stack(images: Images) -> Iterator[Stack]:
     started = time.monotonic()
     try:
         stack.compose("up", "-d", timeout=900)
-        wait_until(lambda: stack.ready(), 300, "/readyz through the published port", step=1)
+        wait_until(stack.ready, 300, "/readyz through the published port", step=1)
         first = stack.submit(n=1, delay=0)
         stack.wait_done(first)
         stack.up_to_first_done = time.monotonic() - started

@@ -30,16 +30,27 @@ PODMAN_COMPOSE = Path(sys.executable).parent / "podman-compose"
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 # runc: crun refuses these machines' hybrid cgroups; no default ulimits: else
 # every container fails with `setrlimit RLIMIT_NOFILE: Operation not permitted`.
-CONF_LINES = '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+CONF_LINES = (
+    '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+)
 
 
 def run(argv: list[str], timeout: float = 600, check: bool = True, **kwargs: Any) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    done = run_rc(argv, timeout, **kwargs)
     if check and done.returncode != 0:
         raise AssertionError(
-            f"{' '.join(argv)} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            f"{' '.join(argv)} exited {done.returncode}\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return done.stdout
+
+
+def run_rc(
+    argv: list[str], timeout: float = 600, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
 
 
 def ensure_podman() -> None:
@@ -72,9 +83,8 @@ def make_images() -> Images:
     env = {k: v for k, v in os.environ.items() if k != "CONTAINER_ENGINE"}
     env["CONTAINER_ENGINE"] = "podman"
     out = run(["make", "--no-print-directory", "images"], timeout=1800, cwd=ROOT, env=env)
-    said = dict(
-        line.split("=", 1) for line in out.splitlines() if line.startswith("JOBGATE_") and "=" in line
-    )
+    lines = [line for line in out.splitlines() if line.startswith("JOBGATE_") and "=" in line]
+    said = dict(line.split("=", 1) for line in lines)
     return Images(env=said, seconds=time.monotonic() - started)
 
 
@@ -121,7 +131,8 @@ class Stack:
     # ---- what podman has of this project ----
 
     def containers(self, service: str | None = None, running_only: bool = False) -> list[dict]:
-        argv = ["ps", "--format", "json", "--filter", f"label=io.podman.compose.project={self.project}"]
+        label = f"label=io.podman.compose.project={self.project}"
+        argv = ["ps", "--format", "json", "--filter", label]
         if not running_only:
             argv.insert(1, "-a")
         if service:
@@ -169,7 +180,7 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def submit(self, n: int, delay: float) -> str:
-        body = {"type": "demo.count", "params": {"n": n, "delay": delay}, "wait": 0}
+        body: dict[str, Any] = {"type": "demo.count", "params": {"n": n, "delay": delay}, "wait": 0}
         answer = requests.post(f"{self.url}/v1/jobs", json=body, headers=self.headers(), timeout=30)
         assert answer.status_code in (201, 202), answer.text
         return str(answer.json()["id"])
