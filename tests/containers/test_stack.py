@@ -12,7 +12,7 @@ from functools import partial
 import pytest
 import requests
 
-from tests.containers.stack import Images, Stack, run, run_rc
+from tests.containers.stack import COMPOSE_FILE, PODMAN_COMPOSE, Images, Stack, run, run_rc
 from tests.support.harness import wait_until
 
 pytestmark = pytest.mark.containers
@@ -44,6 +44,18 @@ def test_the_image_runs_as_a_user_without_compilers_or_pip(images: Images) -> No
     size = int(run(["podman", "image", "inspect", "--format", "{{.Size}}", image]))
     assert size < 300 * 1024 * 1024, f"{size / 1e6:.0f} MB"
     print(f"\n[containers] image {image}: {size / 1e6:.0f} MB")
+
+
+@pytest.mark.parametrize("missing", ["REDIS_PASSWORD", "JOBGATE_FLOWER_PASSWORD"])
+def test_compose_refuses_to_start_without_a_password(images: Images, missing: str) -> None:
+    stack = Stack(images)
+    env = {k: v for k, v in stack.env.items() if k != missing}
+    done = run_rc(
+        [str(PODMAN_COMPOSE), "-p", stack.project, "-f", str(COMPOSE_FILE), "up", "-d"], env=env
+    )
+    assert done.returncode != 0
+    assert f"required variable {missing} is missing a value" in done.stderr
+    assert stack.containers() == []
 
 
 def test_demo_jobs_run_to_done_on_both_workers(stack: Stack) -> None:
