@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck all bench clean
+.PHONY: install run test test-containers images lint typecheck all bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,22 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The production image (docker/Dockerfile) with docker when an engine answers,
+# else podman; base images made from Debian where no registry answers.
+images: | $(BIN)/python
+	PYTHON=$(BIN)/python docker/images.sh
+
+# The compose stack under Podman (tests/containers, marker `containers`, left
+# out of `make test`): installs podman and makes base images when missing.
+test-containers: $(VENV)/.installed-dev
+	$(BIN)/pytest tests/containers -m containers --timeout=1800 $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy app workers jobgate tests
+	$(BIN)/mypy app workers jobgate tests docker/healthcheck.py
 	$(BIN)/mypy --config-file client/pyproject.toml client/src
 
 all: lint typecheck test
