@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 from workers.errors import ConfigError
 
@@ -46,8 +46,14 @@ class JobType:
 
     @functools.cached_property
     def params_schema(self) -> Schema:
-        """One instance, made once: building a schema costs more than a load."""
-        return self.params()
+        """One instance, made once: building a schema costs more than a load.
+
+        Its integer fields are made strict: the OpenAPI document says
+        ``integer``, and marshmallow's default would take 5.5 as 5 and "5" as 5.
+        """
+        schema = self.params()
+        _strict_integers(schema)
+        return schema
 
     def load_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Validate and deserialize; raises marshmallow.ValidationError."""
@@ -60,6 +66,16 @@ class JobType:
         assert plugin.converter is not None
         schema: dict[str, Any] = plugin.converter.schema2jsonschema(self.params)  # type: ignore[no-untyped-call]
         return schema
+
+
+def _strict_integers(schema: Schema) -> None:
+    for field in schema.fields.values():
+        if isinstance(field, fields.Integer):
+            field.strict = True
+        elif isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+            _strict_integers(field.schema)
+        elif isinstance(field, fields.List) and isinstance(field.inner, fields.Integer):
+            field.inner.strict = True
 
 
 _REGISTRY: dict[str, JobType] = {}
