@@ -22,7 +22,7 @@ from app import create_app
 from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
 from tests.support.harness import Process, start_beat, start_jobgate_worker, wait_until
-from tests.support.load import Submitter, statuses, unfinished, verdict
+from tests.support.load import Submitter, all_ended, any_running, unfinished, verdict
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.store import JobStore
@@ -86,10 +86,7 @@ def test_the_same_worker_survives_redis_restarts_under_load_and_every_job_ends_d
     try:
         for how in RESTARTS:
             # Jobs running, so messages are unacknowledged when Redis goes.
-            def some_running() -> bool:
-                return "RUNNING" in statuses(rstore, load.jobs[-20:])
-
-            wait_until(some_running, 60, "jobs running before the restart")
+            wait_until(lambda: any_running(rstore, load.jobs[-20:]), 60, "jobs running")
             if how == "SIGKILL":
                 aof_redis.kill()
             else:
@@ -107,7 +104,7 @@ def test_the_same_worker_survives_redis_restarts_under_load_and_every_job_ends_d
             def consumed(job: JobKeys = after) -> bool:
                 if not worker.alive():
                     raise AssertionError(f"the worker died:\n{worker.output()[-4000:]}")
-                return statuses(rstore, [job]) == ["DONE"]
+                return all_ended(rstore, [job])
 
             wait_until(consumed, 60, "a job submitted after the restart to end")
             recoveries.append(time.monotonic() - back_at)
@@ -117,7 +114,7 @@ def test_the_same_worker_survives_redis_restarts_under_load_and_every_job_ends_d
 
     jobs = load.jobs
     try:
-        wait_until(lambda: not unfinished(rstore, jobs), 180, "every job to end", step=0.5)
+        wait_until(lambda: all_ended(rstore, jobs), 180, "every job to end", step=0.5)
     except AssertionError:
         stuck = unfinished(rstore, jobs)
         raise AssertionError(f"{len(stuck)} of {len(jobs)} unfinished: {stuck[:5]}") from None

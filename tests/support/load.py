@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from flask import Flask
 
 from workers.keys import JobKeys
@@ -73,6 +74,22 @@ def statuses(store: JobStore, jobs: list[JobKeys]) -> list[str | None]:
 
 def unfinished(store: JobStore, jobs: list[JobKeys]) -> list[JobKeys]:
     return [job for job, s in zip(jobs, statuses(store, jobs), strict=True) if s not in TERMINAL]
+
+
+def all_ended(store: JobStore, jobs: list[JobKeys]) -> bool:
+    """For ``wait_until``: False while Redis does not answer (it may be restarting)."""
+    try:
+        return not unfinished(store, jobs)
+    except redis.RedisError:
+        return False
+
+
+def any_running(store: JobStore, jobs: list[JobKeys]) -> bool:
+    """For ``wait_until``: False while Redis does not answer."""
+    try:
+        return "RUNNING" in statuses(store, jobs)
+    except redis.RedisError:
+        return False
 
 
 def execution_problems(record: JobRecord) -> list[str]:
