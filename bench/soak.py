@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -91,6 +92,7 @@ class Soak:
         self.job_workers: list[Process] = []
         self.killed: set[int] = set()
         self.faults: list[Fault] = []
+        self.waiting: list[threading.Thread] = []
         self.failures: list[str] = []
         self.started = time.monotonic()
 
@@ -198,9 +200,8 @@ class Soak:
         candidates = self.recent()
         at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        return self.recovered(
-            Fault("pool process SIGKILL", at - self.started, 0), {pid}, candidates
-        )
+        fault = Fault("pool process SIGKILL", at - self.started, 0)
+        return self.track(fault, lambda: self.recovered(fault, {pid}, candidates))
 
     def kill_worker(self, index: int) -> Fault:
         position = index % len(self.job_workers)
@@ -214,10 +215,10 @@ class Soak:
         worker.popen.wait()
         self.killed.add(worker.popen.pid)
         time.sleep(1.0)  # a supervisor's restart delay
-        replacement = self.start_worker(f"soak-{uuid.uuid4().hex[:4]}")
         self.job_workers.remove(worker)
-        self.job_workers.insert(position, replacement)
-        return self.recovered(Fault("worker SIGKILL", at - self.started, 0), pids, candidates)
+        self.start_worker(f"soak-{uuid.uuid4().hex[:4]}")  # joins job_workers
+        fault = Fault("worker SIGKILL", at - self.started, 0)
+        return self.track(fault, lambda: self.recovered(fault, pids, candidates))
 
     def restart_redis(self, how: str) -> Fault:
         """Restart Redis with jobs running (acks in flight); recovery: every job
@@ -235,18 +236,36 @@ class Soak:
 
         def consuming() -> bool:
             for worker, offset in offsets.items():
+                if worker.popen.pid in self.killed:
+                    continue  # killed since: the restart is not what stopped it
                 after = worker.output()[offset:]
                 reconnected = after.rfind("Connected to redis://")
                 if reconnected < 0 or not RECEIVED.search(after, reconnected):
                     return False
             return True
 
-        try:
-            wait_until(consuming, 120, "every job worker to take a message after the restart")
-        except AssertionError as exc:
-            self.failures.append(str(exc))
-            return fault
-        fault.recovery_s = time.monotonic() - back
+        def recovered() -> None:
+            try:
+                wait_until(consuming, 120, "every job worker to take a message after the restart")
+            except AssertionError as exc:
+                self.failures.append(f"{fault.kind} at {fault.at_s:.0f} s: {exc}")
+                return
+            fault.recovery_s = time.monotonic() - back
+
+        return self.track(fault, recovered)
+
+    def track(self, fault: Fault, wait: Callable[[], object]) -> Fault:
+        """Measure the recovery in a thread: the next fault comes on schedule, under load."""
+
+        def measure() -> None:
+            wait()
+            shown = "-" if fault.recovery_s is None else f"{fault.recovery_s:.1f} s"
+            print(f"  {fault.at_s:7.1f} s  {fault.kind:22} hit={fault.victims}  "
+                  f"recovered in {shown}", flush=True)  # fmt: skip
+
+        thread = threading.Thread(target=measure, daemon=True)
+        thread.start()
+        self.waiting.append(thread)
         return fault
 
     def inject(self) -> None:
@@ -268,9 +287,6 @@ class Soak:
                 continue
             kinds[kind] += 1
             self.faults.append(fault)
-            shown = "-" if fault.recovery_s is None else f"{fault.recovery_s:.1f} s"
-            print(f"  {fault.at_s:7.1f} s  {fault.kind:22} victims={fault.victims}  "
-                  f"recovered in {shown}", flush=True)  # fmt: skip
 
     # -- the run -----------------------------------------------------------------
 
@@ -289,7 +305,9 @@ class Soak:
         injector.start()
         load.join(self.budget)
         injector.join(max(1.0, self.budget - (time.monotonic() - self.started)))
-        submitted_s = time.monotonic() - self.started
+        for thread in self.waiting:
+            thread.join(max(1.0, self.budget - (time.monotonic() - self.started)))
+        submitted_s = (load.finished_at or time.monotonic()) - self.started
         left = self.budget - submitted_s
         try:
             wait_until(

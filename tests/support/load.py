@@ -43,6 +43,7 @@ class Submitter(threading.Thread):
         self.jobs: list[JobKeys] = []
         self.refused: Counter[int] = Counter()
         self._halt = threading.Event()
+        self.finished_at: float | None = None  # time.monotonic() of the last submit
 
     def run(self) -> None:
         interval = 1.0 / self.rate
@@ -55,6 +56,7 @@ class Submitter(threading.Thread):
                 self.refused[response.status_code] += 1
             next_at = max(next_at + interval, time.monotonic() - 1.0)
             self._halt.wait(max(0.0, next_at - time.monotonic()))
+        self.finished_at = time.monotonic()
 
     def stop(self) -> None:
         self._halt.set()
