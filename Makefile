@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-containers images lint typecheck all bench clean
+.PHONY: install run test test-containers images lint typecheck all bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ all: lint typecheck test
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+# Not part of `make test`: 10,000 jobs through worker kills and Redis restarts,
+# about 15 minutes (SOAK_JOBS, SOAK_RATE: bench/soak.py).
+soak: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/build client/src/*.egg-info

@@ -93,8 +93,13 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
             "celery", "--app", "workers.worker", "worker",
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
-            "--hostname", "jobgate@%h",
+            "--hostname", f"{args.name}@%h",
             "--loglevel", settings.log_level,
+            # Gossip (every worker consuming every other worker's events) and
+            # mingle (syncing revoked ids at each (re)connect) serve nothing
+            # here: jobs are cancelled through their record, not revoked.
+            # Heartbeats, which Flower needs, stay on.
+            "--without-gossip", "--without-mingle",
         ]
     )  # fmt: skip
 
@@ -229,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-only",
         action="store_true",
         help="consume only the sweep's queue (for when every job process may be busy for long)",
+    )
+    worker.add_argument(
+        "--name",
+        default="jobgate",
+        help="the node name before @host (default jobgate): one per worker on a host",
     )
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("beat", help="the periodic sweep (Celery beat)").set_defaults(func=cmd_beat)

@@ -103,6 +103,12 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed beyond what the server already wrote."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def restart(self) -> None:
         """Start again on the same port (an outage ends)."""
         self.stop()

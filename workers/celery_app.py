@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from workers import registry, runtime
+from workers import broker_patch, registry, runtime
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
@@ -146,6 +146,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     registry.load_job_modules(settings.job_modules)
+    broker_patch.apply()  # a Redis restart must not kill the worker (kombu bug)
     _current["settings"] = settings
     app = Celery("jobgate")
     # Only Celery's own settings go in app.conf: `inspect conf` (and so Flower)

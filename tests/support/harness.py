@@ -100,6 +100,30 @@ def start_worker(
     return worker
 
 
+def start_jobgate_worker(
+    settings: Settings, store: JobStore, log_dir: Path, name: str, *, sweep_only: bool = False
+) -> Process:
+    """``jobgate worker --name NAME``: the worker exactly as the Procfile runs it."""
+    argv = [str(BIN / "jobgate"), "worker", "--name", name]
+    if sweep_only:
+        argv.append("--sweep-only")
+    worker = Process(argv, settings, log_dir / f"{name}.log")
+    try:
+        wait_until(
+            lambda: (
+                not worker.alive() or any(w.startswith(f"{name}@") for w in store.workers_seen())
+            ),
+            60,
+            f"worker {name} to start",
+        )
+    except AssertionError:
+        worker.stop()
+        raise
+    if not worker.alive():
+        raise RuntimeError(f"worker {name} died:\n{worker.output()}")
+    return worker
+
+
 def start_beat(settings: Settings, log_dir: Path, name: str = "beat") -> Process:
     """``jobgate beat``: the periodic sweep, as deployed."""
     beat = Process([str(BIN / "jobgate"), "beat"], settings, log_dir / f"{name}.log")
