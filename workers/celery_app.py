@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery, signals
 
 from workers import registry, runtime
+from workers.broker import JOB_PRIORITY, PRIORITY_STEPS, RESEND_PRIORITY
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
@@ -47,12 +48,18 @@ def control_queue(settings: Settings) -> str:
     return f"{settings.queue}.control"
 
 
-def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str) -> None:
-    """Put the job's message on the broker: its identity, nothing else."""
+def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq: int = 1) -> None:
+    """Put the job's message number ``seq`` on the broker: the job's identity,
+    nothing else, under a task id of its own (``<tenant>:<id>:<seq>``, the
+    record's ``msgs``) by which the sweep finds it. The first message of a
+    job waits its turn; a later one (the job was requeued, or its message
+    lost) is served before every first message (workers/broker.py)."""
     app.send_task(
         TASK_NAME,
         args=[keys.task_arg()],
+        task_id=keys.message_id(seq),
         queue=settings.queue,
+        priority=JOB_PRIORITY if seq == 1 else RESEND_PRIORITY,
         time_limit=hard_limit(settings, type_name),
     )
 
@@ -67,13 +74,13 @@ def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
     looked = store.sweep_due()
     lost = store.find_lost_messages()
     if lost:
-        log.warning("sweep: %d queued job(s) whose message was lost requeued", lost)
+        log.warning("sweep: %d queued job(s) whose message was lost sent again or failed", lost)
     resent = 0
-    for keys, type_name in store.requeued():
+    for keys, type_name, seq in store.requeued():
         if type_name:
-            send_job(app, settings, keys, type_name)
+            send_job(app, settings, keys, type_name, seq)
             resent += 1
-        store.mark_resent(keys)
+        store.mark_resent(keys, seq)
     if resent:
         log.info("sweep: resent %d requeued job(s)", resent)
     return {"looked": looked, "resent": resent}
@@ -88,6 +95,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 10,  # find dead connections before using them
+        # Two priority lists per queue: resent messages before first ones
+        # (workers/broker.py); kombu's default has four.
+        "priority_steps": PRIORITY_STEPS,
     }
     return {
         "broker_url": settings.broker_url,

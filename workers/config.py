@@ -129,6 +129,7 @@ class Settings:
     lease_ttl: float = _setting("JOBGATE_LEASE_TTL", 20.0, float, 0.5, 600)
     sweep_interval: float = _setting("JOBGATE_SWEEP_INTERVAL", 5.0, float, 0.1, 600)
     shutdown_grace: float = _setting("JOBGATE_SHUTDOWN_GRACE", 20.0, float, 0, 3600)
+    max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, int, 0, 1000)
     redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, float, 0.1, 60)
     log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", str)
 
