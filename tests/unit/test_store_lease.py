@@ -330,7 +330,11 @@ def sent_seconds_ago(client: Any, keys: JobKeys, seconds: float) -> None:
 def kombu_message(message_id: str) -> str:
     """A message as kombu's Redis transport stores it (the part that matters)."""
     return json.dumps(
-        {"body": "W10=", "headers": {"id": message_id}, "properties": {"correlation_id": message_id}}
+        {
+            "body": "W10=",
+            "headers": {"id": message_id},
+            "properties": {"correlation_id": message_id},
+        }
     )
 
 
