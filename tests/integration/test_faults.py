@@ -189,7 +189,8 @@ def test_a_job_whose_worker_is_killed_ends_done_as_attempt_2_on_another_worker(
     workers: Workers, fclient: FlaskClient, fstore: JobStore
 ) -> None:
     first = workers.start("kill-a", worker_concurrency=1)
-    job = submit(fclient, n=60, delay=0.05)
+    # 10 s: it still runs when the second worker is up, however slowly it starts.
+    job = submit(fclient, n=200, delay=0.05)
     wait_running(fstore, job, progress=10)
     second = workers.start("kill-b", worker_concurrency=1)
 
@@ -535,6 +536,7 @@ def test_a_requeued_job_runs_before_the_backlog_submitted_after_it(
 
     rerun = done.runs[-1].started_ms
     started_before = [job for job in later if record(fstore, job).runs[0].started_ms < rerun]
+    delete_all(fclient, [early, *later])
     assert [r.outcome for r in done.runs] == ["lost", "DONE"]
     # Requeued ~lease TTL after the kill, it waits at most for what already
     # runs and what started meanwhile, not for the 8 s backlog behind it.
@@ -557,6 +559,7 @@ def test_a_job_handed_back_three_times_then_lost_still_ends_done(
 
     done = wait_status(fstore, job, Status.DONE, Status.FAILED, timeout=RECOVERY_LIMIT + 20)
 
+    delete_all(fclient, [job])
     assert done.status is Status.DONE, done.error
     assert [r.outcome for r in done.runs] == ["handed_back"] * 3 + ["lost", "DONE"]
     assert_one_execution_at_a_time(done)
