@@ -579,33 +579,17 @@ class JobStore:
         """
         if self.broker is None:
             return 0
-        queue_index = keyspace.queue_index(self.settings.queue)
-        members = [str(m) for m in self.redis.zrange(queue_index, 0, SWEEP_BATCH - 1)]
-        if not members:
-            return 0
-        many = [JobKeys.from_member(m) for m in members]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
-        for keys in many:
-            pipe.hmget(keys.record, "status", "sent", "msgs", "absent")
-        now_reply, *fields = pipe.execute()
-        now_ms = _redis_ms(now_reply)
-        candidates: dict[str, tuple[JobKeys, str, bool]] = {}
-        for keys, (status, sent_raw, msgs, absent) in zip(many, fields, strict=True):
-            sent = int(sent_raw or 0)
-            if status != Status.INITIALIZED.value or not sent or sent > now_ms - grace_ms:
-                continue
-            seq = str(msgs or 1)
-            candidates[keys.message_id(int(seq))] = (keys, seq, bool(absent))
+        candidates = self._waiting_messages(grace_ms)
         if not candidates:
             return 0
         where = self.broker.find(list(candidates))
         held_since = time.time() - (grace_ms / 1000 + self.settings.shutdown_grace)
-        lost = 0
         clear = self.redis.pipeline(transaction=False)
         check = self.redis.pipeline(transaction=False)
         for message_id, (keys, seq, suspected) in candidates.items():
             place = where.get(message_id, "")
+            if place == "unknown":  # behind more messages than one look reads
+                continue
             if place == "queued" or (
                 place.startswith("unacked:") and float(place.split(":", 1)[1]) > held_since
             ):
@@ -618,10 +602,34 @@ class JobStore:
                 client=check,
             )
         clear.execute()
-        for reply in check.execute():
-            if reply[0] in ("requeued", "failed"):
-                lost += 1
-        return lost
+        return sum(1 for reply in check.execute() if reply[0] in ("requeued", "failed"))
+
+    def _waiting_messages(self, grace_ms: int) -> dict[str, tuple[JobKeys, str, bool]]:
+        """The current message of each job at the head of the queue index that
+        still waits, sent at least ``grace_ms`` ago and not about to be sent
+        again: {message id: (job, its sequence number, already suspected)}."""
+        queue_index = keyspace.queue_index(self.settings.queue)
+        members = [str(m) for m in self.redis.zrange(queue_index, 0, SWEEP_BATCH - 1)]
+        if not members:
+            return {}
+        many = [JobKeys.from_member(m) for m in members]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        for keys in many:
+            pipe.hmget(keys.record, "status", "sent", "msgs", "absent")
+        pipe.zmscore(keyspace.REQUEUE, members)
+        now_reply, *fields, requeued = pipe.execute()
+        now_ms = _redis_ms(now_reply)
+        candidates: dict[str, tuple[JobKeys, str, bool]] = {}
+        for keys, (status, sent_raw, msgs, absent), resend in zip(
+            many, fields, requeued, strict=True
+        ):
+            sent = int(sent_raw or 0)
+            waiting = status == Status.INITIALIZED.value and resend is None
+            if waiting and 0 < sent <= now_ms - grace_ms:
+                seq = str(msgs or 1)
+                candidates[keys.message_id(int(seq))] = (keys, seq, bool(absent))
+        return candidates
 
     # -- operations ---------------------------------------------------------
 

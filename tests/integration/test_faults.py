@@ -541,6 +541,7 @@ def test_a_requeued_job_runs_before_the_backlog_submitted_after_it(
     # Requeued ~lease TTL after the kill, it waits at most for what already
     # runs and what started meanwhile, not for the 8 s backlog behind it.
     assert len(started_before) <= 4, len(started_before)
+    assert 'jobgate_messages_resent_total{reason="requeued"}' in fclient.get("/metrics").text
     report("requeued job vs. a backlog of 8", later_jobs_run_first=len(started_before))
 
 

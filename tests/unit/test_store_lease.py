@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, assert_ttl_close
+from workers import broker
 from workers import keys as keyspace
 from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
 from workers.config import Settings
@@ -409,6 +410,32 @@ def test_a_message_just_delivered_to_a_worker_is_not_lost(
     client.zadd(UNACKED_INDEX, {"tag-1": time.time()})
 
     assert store.find_lost_messages() == 0
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+
+
+def test_a_message_behind_more_than_one_look_reads_is_not_judged(
+    store: JobStore, client: Any, keys: JobKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker, "SCAN_MAX", 300)
+    create(store, keys)
+    sent_seconds_ago(client, keys, 600)
+    newest = queue_lists(store.settings.queue)[-1]
+    client.lpush(newest, *[kombu_message(f"t1:older-{n}:1") for n in range(400)])
+    client.lpush(newest, kombu_message(keys.message_id(1)))
+
+    assert store.broker is not None
+    assert store.broker.find([keys.message_id(1)]) == {keys.message_id(1): "unknown"}
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None  # not even suspect
+
+
+def test_a_requeued_job_is_not_looked_for(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    assert store.hand_back(keys, taken.token)
+    sent_seconds_ago(client, keys, 600)  # its first message is long gone
+
     assert store.find_lost_messages() == 0
     assert client.hget(keys.record, "absent") is None
 
