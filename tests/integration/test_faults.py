@@ -468,7 +468,7 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
 ) -> None:
     before = stats(fstore)
     worker = workers.start("backlog-1", worker_concurrency=4)
-    jobs = [submit(fclient, retention=600, n=1, delay=0.005) for _ in range(1200)]
+    jobs = [submit(fclient, retention=600, n=1, delay=0.02) for _ in range(1200)]
 
     def finished() -> int:
         pipe = fstore.redis.pipeline(transaction=False)
@@ -571,7 +571,7 @@ def test_the_sweep_settles_jobs_while_every_job_process_is_busy(
 ) -> None:
     workers.start("busy", worker_concurrency=1)
     workers.start("sweep-only", sweep_only=True, worker_concurrency=1)  # the Procfile's sweeper
-    long = submit(fclient, retention=60, n=400, delay=0.05)  # 20 s
+    long = submit(fclient, n=400, delay=0.05)  # 20 s
     wait_running(fstore, long)
     body = {"type": "demo.count", "params": {"n": 1}, "wait": 0, "poll_timeout": 1, "retention": 1}
     unread = JobKeys(TENANT, fclient.post("/v1/jobs", json=body).get_json()["id"])
@@ -617,6 +617,10 @@ def test_zz_after_the_faults_no_key_lives_forever_and_job_keys_expire(
         return list(raw.scan_iter(match=f"{PREFIX}job:*"))
 
     # retention 1 s + the tombstone's 3 s, and the longest job above
-    wait_until(lambda: job_keys() == [], 30, "every job key to expire")
+    try:
+        wait_until(lambda: job_keys() == [], 30, "every job key to expire")
+    except AssertionError:
+        left = {key: (raw.ttl(key), raw.type(key)) for key in job_keys()[:5]}
+        raise AssertionError(f"job keys left (ttl, type): {left}") from None
     for key in raw.scan_iter(match=f"{PREFIX}*"):
         assert raw.ttl(key) > 0, key
