@@ -67,18 +67,23 @@ def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq
 def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
     """Settle the jobs whose clocks are due, then resend the requeued ones.
 
-    Safe to run twice at once: each job's settling is one atomic script, and a
-    message sent twice for one job runs it once (the second delivery finds it
-    RUNNING under a live lease, or finished, and does nothing).
+    Safe to run twice at once: each job's settling is one atomic script, a
+    requeued job is claimed by one sweep only, and a message sent twice for
+    one job runs it once anyway (the second delivery finds it RUNNING under a
+    live lease, or finished, and does nothing).
     """
     looked = store.sweep_due()
     lost = store.find_lost_messages()
     if lost:
         log.warning("sweep: %d queued job(s) whose message was lost sent again or failed", lost)
     resent = 0
-    for keys, type_name, seq in store.requeued():
+    for keys, type_name, seq in store.claim_requeued():
         if type_name:
-            send_job(app, settings, keys, type_name, seq)
+            try:
+                send_job(app, settings, keys, type_name, seq)
+            except Exception:
+                store.unclaim(keys)  # the next sweep tries again
+                raise
             resent += 1
         store.mark_resent(keys, seq)
     if resent:

@@ -555,6 +555,34 @@ class JobStore:
         ]
 
     @backend_errors
+    def claim_requeued(self, batch: int = SWEEP_BATCH) -> list[tuple[JobKeys, str, int]]:
+        """``requeued``, each job taken off the requeue list by this call (a
+        ZREM only one of two sweeps at once wins): only the winner sends the
+        job's message, so two sweeps do not send it twice."""
+        members: Any = self.redis.zrange(keyspace.REQUEUE, 0, batch - 1)
+        many = [JobKeys.from_member(str(member)) for member in members]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in many:
+            pipe.zrem(keyspace.REQUEUE, keys.task_arg())
+            pipe.hmget(keys.record, "type", "msgs")
+        replies = pipe.execute()
+        return [
+            (keys, str(job_type or ""), int(msgs or 1) + 1)
+            for keys, removed, (job_type, msgs) in zip(
+                many, replies[::2], replies[1::2], strict=True
+            )
+            if removed
+        ]
+
+    @backend_errors
+    def unclaim(self, keys: JobKeys) -> None:
+        """A claimed job whose message could not be sent: back on the requeue list."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(keyspace.REQUEUE, {keys.task_arg(): _redis_ms(self.redis.time())})
+        pipe.expire(keyspace.REQUEUE, self._index_ttl)
+        pipe.execute()
+
+    @backend_errors
     def mark_resent(self, keys: JobKeys, seq: int) -> None:
         """The job's message number ``seq`` is on the broker: take the job off
         the requeue list, note the message, count the resend."""

@@ -502,9 +502,19 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
     assert max(messages) <= 3
     assert resent_lost <= 4
     assert sum(messages) - len(jobs) <= 4 + 2 * sum(f.attempt > 1 for f in finals)
+    assert resent == sum(messages) - len(jobs)  # each resend counted, none sent twice
     broker = fstore.broker
     assert broker is not None
     wait_until(lambda: broker.waiting() == 0, 30, "no stale message left in the queue")
+    # No spurious resend: the first message of every job sent again without
+    # being requeued is still held, unstarted, by the killed worker.
+    resent_unrequeued = [
+        job
+        for job, sent, final in zip(jobs, messages, finals, strict=True)
+        if sent > 1 and final.attempt == 1
+    ]
+    held = broker.find([job.message_id(1) for job in resent_unrequeued])
+    assert all(place.startswith("unacked:") for place in held.values()), held
     report(
         "1,200-job backlog, a pool process and a whole worker SIGKILLed",
         done=len(finals),

@@ -486,6 +486,17 @@ def test_a_job_whose_message_keeps_getting_lost_ends_failed_worker_lost(
     assert store.requeued() == []
 
 
+def test_a_requeued_job_is_claimed_by_one_sweep_only(store: JobStore, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    store.hand_back(keys, taken.token)
+
+    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == []  # a second sweep at the same time
+    store.unclaim(keys)  # the send failed
+    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+
+
 def test_resending_a_gone_job_writes_nothing(store: JobStore, client: Any, keys: JobKeys) -> None:
     store.mark_resent(keys, 2)
 
