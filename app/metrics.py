@@ -54,6 +54,16 @@ class JobgateCollector(Collector):
             if field.startswith("requeued:"):
                 requeued.add_metric([field.split(":", 1)[1]], value)
         yield requeued
+        resent = CounterMetricFamily(
+            "jobgate_messages_resent",
+            "Job messages the sweep sent again: for a requeued execution, or because the "
+            "job's message was found lost (nowhere in the broker, or held by a dead worker).",
+            labels=["reason"],
+        )
+        for field, value in sorted(stats.items()):
+            if field.startswith("resent:"):
+                resent.add_metric([field.split(":", 1)[1]], value)
+        yield resent
         queue = self.store.settings.queue
         queued = GaugeMetricFamily(
             "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery, signals
 
 from workers import broker_patch, registry, runtime
+from workers.broker import JOB_PRIORITY, PRIORITY_STEPS, RESEND_PRIORITY
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
@@ -47,12 +48,18 @@ def control_queue(settings: Settings) -> str:
     return f"{settings.queue}.control"
 
 
-def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str) -> None:
-    """Put the job's message on the broker: its identity, nothing else."""
+def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq: int = 1) -> None:
+    """Put the job's message number ``seq`` on the broker: the job's identity,
+    nothing else, under a task id of its own (``<tenant>:<id>:<seq>``, the
+    record's ``msgs``) by which the sweep finds it. The first message of a
+    job waits its turn; a later one (the job was requeued, or its message
+    lost) is served before every first message (workers/broker.py)."""
     app.send_task(
         TASK_NAME,
         args=[keys.task_arg()],
+        task_id=keys.message_id(seq),
         queue=settings.queue,
+        priority=JOB_PRIORITY if seq == 1 else RESEND_PRIORITY,
         time_limit=hard_limit(settings, type_name),
     )
 
@@ -60,20 +67,25 @@ def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str) -> 
 def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
     """Settle the jobs whose clocks are due, then resend the requeued ones.
 
-    Safe to run twice at once: each job's settling is one atomic script, and a
-    message sent twice for one job runs it once (the second delivery finds it
-    RUNNING under a live lease, or finished, and does nothing).
+    Safe to run twice at once: each job's settling is one atomic script, a
+    requeued job is claimed by one sweep only, and a message sent twice for
+    one job runs it once anyway (the second delivery finds it RUNNING under a
+    live lease, or finished, and does nothing).
     """
     looked = store.sweep_due()
     lost = store.find_lost_messages()
     if lost:
-        log.warning("sweep: %d queued job(s) whose message was lost requeued", lost)
+        log.warning("sweep: %d queued job(s) whose message was lost sent again or failed", lost)
     resent = 0
-    for keys, type_name in store.requeued():
+    for keys, type_name, seq in store.claim_requeued():
         if type_name:
-            send_job(app, settings, keys, type_name)
+            try:
+                send_job(app, settings, keys, type_name, seq)
+            except Exception:
+                store.unclaim(keys)  # the next sweep tries again
+                raise
             resent += 1
-        store.mark_resent(keys)
+        store.mark_resent(keys, seq)
     if resent:
         log.info("sweep: resent %d requeued job(s)", resent)
     return {"looked": looked, "resent": resent}
@@ -88,6 +100,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 10,  # find dead connections before using them
+        # Two priority lists per queue: resent messages before first ones
+        # (workers/broker.py); kombu's default has four.
+        "priority_steps": PRIORITY_STEPS,
     }
     return {
         "broker_url": settings.broker_url,

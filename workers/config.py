@@ -160,6 +160,7 @@ class Settings:
     redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, FLOAT, 0.1, 60)
     log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", TEXT)
     trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, INT, 0, 10)
+    max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, INT, 0, 1000)
 
     def __post_init__(self) -> None:
         if self.api_keys is None:

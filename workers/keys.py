@@ -20,12 +20,6 @@ def queue_index(queue: str) -> str:
     return f"{PREFIX}queue:{queue}"
 
 
-def queue_started(queue: str) -> str:
-    """When the newest message a worker of the queue started was sent (ms): the
-    broker is FIFO, so an older message whose job still waits was lost."""
-    return f"{PREFIX}queue:{queue}:started"
-
-
 def tenant_index(tenant: str) -> str:
     """Sorted set of a tenant's job ids, newest last, for listing."""
     return f"{PREFIX}tenant:{tenant}:jobs"
@@ -133,3 +127,8 @@ class JobKeys:
     def task_arg(self) -> str:
         """What the Celery message carries: the job's identity, nothing else."""
         return f"{self.tenant}:{self.job_id}"
+
+    def message_id(self, seq: int) -> str:
+        """The task id of the job's ``seq``-th message (the record's ``msgs``):
+        each message of a job has its own, so the sweep can find it exactly."""
+        return f"{self.tenant}:{self.job_id}:{seq}"

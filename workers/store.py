@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ulid import ULID
 
 from workers import keys as keyspace
 from workers import registry
+from workers.broker import Broker, is_redis_url
 from workers.config import Settings
 from workers.errors import BackendUnavailable, JobExpired, JobgateError, JobNotFound
 from workers.keys import JobKeys
@@ -42,20 +44,23 @@ SCRIPT_NAMES = (
     "cancel_job",
     "hand_back",
     "sweep_job",
+    "lost_message",
+    "resent",
 )
 # The sweep looks at this many due jobs per round trip.
 SWEEP_BATCH = 200
-# A waiting job whose message was sent this long before the newest started
-# one (or while the broker list is empty) has lost its message.
+# The sweep looks for the message of a waiting job only once it was sent this
+# long ago (the API's send, with its retries, is over by then); a message
+# delivered to a worker this long ago (plus JOBGATE_SHUTDOWN_GRACE, the
+# longest a live worker may hold a message unstarted) without starting its
+# job is held by a worker that died.
 LOST_MESSAGE_GRACE_MS = 10_000
-RESENT_LUA = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'sent', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-end
-return 1
-"""
+# A message is lost only when a second look, this much later, still finds it
+# nowhere (lost_message.lua).
+LOST_CONFIRM_MS = 3_000
+# How many times one job's message may be found lost and sent again; past it
+# the job ends FAILED/WORKER_LOST (retryable).
+MAX_LOST_RESENDS = 3
 # Blocking reads wait at most this long (the contract's longest wait is 60 s);
 # the socket of the blocking client must outlast them.
 MAX_BLOCK_SECONDS = 60.0
@@ -242,6 +247,7 @@ class JobStore:
         client: redis.Redis,
         settings: Settings,
         blocking_client: redis.Redis | None = None,
+        broker_client: redis.Redis | None = None,
     ) -> None:
         self.redis = client
         self.blocking = blocking_client or client
@@ -250,14 +256,23 @@ class JobStore:
             name: client.register_script(lua_source(name)) for name in SCRIPT_NAMES
         }
         self._index_ttl = self.index_ttl
-        self._resent = client.register_script(RESENT_LUA)
+        # The broker's keys, where the sweep looks for messages (None: a broker
+        # that is not Redis, where no message can be found by its id).
+        self.broker: Broker | None = Broker(broker_client or client, settings.queue)
+        if settings.broker_url != settings.redis_url and broker_client is None:
+            self.broker = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
+        client = redis_client(settings)
+        broker_client = None
+        if settings.broker_url != settings.redis_url and is_redis_url(settings.broker_url):
+            broker_client = redis_client(settings.with_overrides(redis_url=settings.broker_url))
         return cls(
-            redis_client(settings),
+            client,
             settings,
             blocking_client=redis_client(settings, blocking=True),
+            broker_client=broker_client,
         )
 
     @property
@@ -279,7 +294,6 @@ class JobStore:
             keyspace.tenant_listed(keys.tenant),
             keyspace.DUE,
             keyspace.REQUEUE,
-            keyspace.queue_started(self.settings.queue),
         ]
 
     def _argv(self, token: str, *args: Any) -> list[Any]:
@@ -498,7 +512,8 @@ class JobStore:
     @backend_errors
     def hand_back(self, keys: JobKeys, token: str) -> bool:
         """Give a running job back to the queue (the worker shuts down)."""
-        return bool(self._run("hand_back", keys, token=token)[1])
+        reply = self._run("hand_back", keys, self.settings.max_hand_backs, token=token)
+        return bool(reply[1])
 
     # -- the sweep ----------------------------------------------------------
 
@@ -525,60 +540,124 @@ class JobStore:
                 return looked
 
     @backend_errors
-    def requeued(self, batch: int = SWEEP_BATCH) -> list[tuple[JobKeys, str]]:
+    def requeued(self, batch: int = SWEEP_BATCH) -> list[tuple[JobKeys, str, int]]:
         """Jobs waiting for their Celery message to be sent again (oldest
-        first), with their type ('' when the job has gone meanwhile)."""
+        first), with their type ('' when the job has gone meanwhile) and the
+        number of the message to send (the record's ``msgs`` + 1)."""
         members: Any = self.redis.zrange(keyspace.REQUEUE, 0, batch - 1)
         many = [JobKeys.from_member(str(member)) for member in members]
         pipe = self.redis.pipeline(transaction=False)
         for keys in many:
-            pipe.hget(keys.record, "type")
-        return [(keys, str(t or "")) for keys, t in zip(many, pipe.execute(), strict=True)]
+            pipe.hmget(keys.record, "type", "msgs")
+        return [
+            (keys, str(job_type or ""), int(msgs or 1) + 1)
+            for keys, (job_type, msgs) in zip(many, pipe.execute(), strict=True)
+        ]
 
     @backend_errors
-    def mark_resent(self, keys: JobKeys) -> None:
-        """The job's message is on the broker again: take it off the requeue
-        list and note when it was sent (only if the record still exists: a
-        write to a gone record would leave a key without a TTL)."""
-        self._resent(keys=[keys.record, keyspace.REQUEUE], args=[keys.task_arg()])
+    def claim_requeued(self, batch: int = SWEEP_BATCH) -> list[tuple[JobKeys, str, int]]:
+        """``requeued``, each job taken off the requeue list by this call (a
+        ZREM only one of two sweeps at once wins): only the winner sends the
+        job's message, so two sweeps do not send it twice."""
+        members: Any = self.redis.zrange(keyspace.REQUEUE, 0, batch - 1)
+        many = [JobKeys.from_member(str(member)) for member in members]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in many:
+            pipe.zrem(keyspace.REQUEUE, keys.task_arg())
+            pipe.hmget(keys.record, "type", "msgs")
+        replies = pipe.execute()
+        return [
+            (keys, str(job_type or ""), int(msgs or 1) + 1)
+            for keys, removed, (job_type, msgs) in zip(
+                many, replies[::2], replies[1::2], strict=True
+            )
+            if removed
+        ]
+
+    @backend_errors
+    def unclaim(self, keys: JobKeys) -> None:
+        """A claimed job whose message could not be sent: back on the requeue list."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(keyspace.REQUEUE, {keys.task_arg(): _redis_ms(self.redis.time())})
+        pipe.expire(keyspace.REQUEUE, self._index_ttl)
+        pipe.execute()
+
+    @backend_errors
+    def mark_resent(self, keys: JobKeys, seq: int) -> None:
+        """The job's message number ``seq`` is on the broker: take the job off
+        the requeue list, note the message, count the resend."""
+        self._run("resent", keys, seq)
 
     @backend_errors
     def find_lost_messages(self, grace_ms: int = LOST_MESSAGE_GRACE_MS) -> int:
-        """Requeue waiting jobs whose Celery message is nowhere; returns how many.
+        """Queue for a resend the waiting jobs whose current message is lost;
+        returns how many.
 
-        The broker list is FIFO. A job still INITIALIZED whose message was sent
-        ``grace_ms`` before the newest message a worker started, or while the
-        list is now empty, is not waiting in it: its message was lost on the
-        way (popped by a worker that stopped before reading it, celery#4354;
-        held by a worker that died; never sent by an API process that died).
-        Only the head of the queue index is read, never the keyspace. A wrong
-        guess costs one duplicate message, which runs nothing.
+        Exact, by message identity: each job's current message (task id
+        ``<tenant>:<id>:<msgs>``) is looked for in the broker's lists and in
+        kombu's unacked hash. It is lost when it is in neither (popped by a
+        worker that stopped before reading it, celery#4354; never sent by an
+        API process that died), or when it was delivered ``grace_ms`` +
+        JOBGATE_SHUTDOWN_GRACE ago and its job has still not started (held by
+        a worker that was killed: kombu would give it back only after its
+        visibility timeout, hours). Found so twice, ``LOST_CONFIRM_MS`` apart
+        (lost_message.lua), it is sent again, at most ``MAX_LOST_RESENDS``
+        times. Only the head of the queue index (the longest-waiting jobs) is
+        read, never the keyspace.
         """
+        if self.broker is None:
+            return 0
+        candidates = self._waiting_messages(grace_ms)
+        if not candidates:
+            return 0
+        where = self.broker.find(list(candidates))
+        held_since = time.time() - (grace_ms / 1000 + self.settings.shutdown_grace)
+        clear = self.redis.pipeline(transaction=False)
+        check = self.redis.pipeline(transaction=False)
+        for message_id, (keys, seq, suspected) in candidates.items():
+            place = where.get(message_id, "")
+            if place == "unknown":  # behind more messages than one look reads
+                continue
+            if place == "queued" or (
+                place.startswith("unacked:") and float(place.split(":", 1)[1]) > held_since
+            ):
+                if suspected:
+                    clear.hdel(keys.record, "absent")
+                continue
+            self._scripts["lost_message"](
+                keys=self._keys(keys),
+                args=self._argv("", seq, LOST_CONFIRM_MS, MAX_LOST_RESENDS),
+                client=check,
+            )
+        clear.execute()
+        return sum(1 for reply in check.execute() if reply[0] in ("requeued", "failed"))
+
+    def _waiting_messages(self, grace_ms: int) -> dict[str, tuple[JobKeys, str, bool]]:
+        """The current message of each job at the head of the queue index that
+        still waits, sent at least ``grace_ms`` ago and not about to be sent
+        again: {message id: (job, its sequence number, already suspected)}."""
         queue_index = keyspace.queue_index(self.settings.queue)
         members = [str(m) for m in self.redis.zrange(queue_index, 0, SWEEP_BATCH - 1)]
         if not members:
-            return 0
+            return {}
         many = [JobKeys.from_member(m) for m in members]
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
-        pipe.get(keyspace.queue_started(self.settings.queue))
-        pipe.llen(self.settings.queue)
         for keys in many:
-            pipe.hmget(keys.record, "status", "sent")
-        now_reply, started_raw, waiting, *fields = pipe.execute()
+            pipe.hmget(keys.record, "status", "sent", "msgs", "absent")
+        pipe.zmscore(keyspace.REQUEUE, members)
+        now_reply, *fields, requeued = pipe.execute()
         now_ms = _redis_ms(now_reply)
-        started_ms = int(started_raw or 0)
-        lost = []
-        for keys, (status, sent_raw) in zip(many, fields, strict=True):
+        candidates: dict[str, tuple[JobKeys, str, bool]] = {}
+        for keys, (status, sent_raw, msgs, absent), resend in zip(
+            many, fields, requeued, strict=True
+        ):
             sent = int(sent_raw or 0)
-            if status != Status.INITIALIZED.value or not sent or sent > now_ms - grace_ms:
-                continue
-            if sent < started_ms - grace_ms or int(waiting) == 0:
-                lost.append(keys.task_arg())
-        if lost:
-            self.redis.zadd(keyspace.REQUEUE, dict.fromkeys(lost, now_ms))
-            self.redis.expire(keyspace.REQUEUE, self._index_ttl)
-        return len(lost)
+            waiting = status == Status.INITIALIZED.value and resend is None
+            if waiting and 0 < sent <= now_ms - grace_ms:
+                seq = str(msgs or 1)
+                candidates[keys.message_id(int(seq))] = (keys, seq, bool(absent))
+        return candidates
 
     # -- operations ---------------------------------------------------------
 
@@ -608,9 +687,9 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keyspace.STATS)
         pipe.zcard(keyspace.queue_index(self.settings.queue))
-        pipe.llen(self.settings.queue)
         pipe.time()
-        stats, queued, messages, (now, _) = pipe.execute()
+        stats, queued, (now, _) = pipe.execute()
+        messages = self.broker.waiting() if self.broker is not None else 0
         workers = self.redis.zcount(keyspace.WORKERS, float(now) - 30, "+inf")
         return {
             "stats": {str(k): int(v) for k, v in stats.items()},

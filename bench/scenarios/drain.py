@@ -42,6 +42,7 @@ from bench.common import (
     spread,
 )
 from workers import registry
+from workers.broker import queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.store import canonical_params
@@ -122,10 +123,11 @@ def time_drain(r: BenchRedis, queue: str, jobs: int, worker: Proc, timeout: floa
 
     def backlog() -> tuple[int, int]:
         pipe = client.pipeline(transaction=False)
-        pipe.llen(queue)
+        for name in queue_lists(queue):  # Jobgate's priority lists (the baseline uses the first)
+            pipe.llen(name)
         pipe.hlen("unacked")
-        waiting, unacked = pipe.execute()
-        return int(waiting), int(unacked)
+        *waiting, unacked = pipe.execute()
+        return sum(int(n) for n in waiting), int(unacked)
 
     deadline = time.monotonic() + timeout
     started = cpu0 = rcpu0 = 0.0
@@ -155,7 +157,7 @@ def drain_jobgate(r: BenchRedis, ctx: RunContext, rep: int) -> tuple[Drain, str]
     settings = base_settings(r.url, ctx.queue("drain"))
     app = jobgate_app(settings)
     jobs = submit_jobgate(app, JOBS, f"drain{rep}")
-    if r.client.llen(settings.queue) != JOBS:
+    if sum(r.client.llen(name) for name in queue_lists(settings.queue)) != JOBS:
         raise BenchError("the Jobgate messages are not all queued")
     argv = celery_worker_argv(
         "workers.worker", settings.queue, 2, f"jobgate-drain{rep}", settings.log_level

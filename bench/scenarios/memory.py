@@ -44,6 +44,7 @@ from bench.common import (
 )
 from bench.scenarios.drain import jobgate_app, statuses, submit_jobgate
 from jobgate.redis_server import RedisServer
+from workers.broker import queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 
@@ -97,10 +98,11 @@ def settle_memory(client: redis.Redis) -> int:
 def wait_drained(r: BenchRedis, queue: str, timeout: float) -> None:
     def drained() -> bool:
         pipe = r.client.pipeline(transaction=False)
-        pipe.llen(queue)
+        for name in queue_lists(queue):  # every priority list
+            pipe.llen(name)
         pipe.hlen("unacked")
-        waiting, unacked = pipe.execute()
-        return int(waiting) == 0 and int(unacked) == 0
+        *waiting, unacked = pipe.execute()
+        return sum(int(n) for n in waiting) == 0 and int(unacked) == 0
 
     wait_until(drained, timeout, "the worker to drain the queue", step=0.1)
 

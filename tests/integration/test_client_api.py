@@ -18,6 +18,7 @@ from app import create_app
 from tests.integration.conftest import make_test_settings
 from tests.support.api import poll_until, submit, terminal
 from tests.support.harness import Process, start_worker, wait_until
+from workers.broker import queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.states import Status
@@ -28,6 +29,11 @@ pytestmark = pytest.mark.integration
 # 8 s each: longer than billiard takes to notice a pool process that a forced
 # stop killed (seen: up to 5 s), so both can be RUNNING at once even then.
 BLOCKER: dict[str, Any] = {"params": {"n": 80, "delay": 0.1}, "poll_timeout": 0}
+
+
+def waiting(redis_client: redis.Redis, queue: str) -> int:
+    """Messages waiting in the broker's lists of ``queue`` (every priority)."""
+    return sum(int(redis_client.llen(name)) for name in queue_lists(queue))
 
 
 def observe(store: JobStore, job_id: str, tenant: str = "default") -> JobRecord:
@@ -116,7 +122,7 @@ def test_what_a_cancelled_job_returns_is_dropped(
     wait_until(lambda: "survived" not in str(observe(store, job_id)), 1, "nothing")
 
     poll_until(api, f"/v1/jobs/{job_id}", terminal)
-    wait_until(lambda: redis_client.llen("jobgate-test") == 0, 10, "the queue to drain")
+    wait_until(lambda: waiting(redis_client, "jobgate-test") == 0, 10, "the queue to drain")
     record = observe(store, job_id)
     assert record.status is Status.FAILED
     assert not redis_client.exists(JobKeys("default", job_id).result)
@@ -241,7 +247,7 @@ def test_concurrent_submits_with_one_id_make_one_job_and_one_task(
     assert replayed.count(None) == 1
     assert replayed.count("true") == 19
     queue = unconsumed_app.extensions["jobgate"].settings.queue
-    assert redis_client.llen(queue) == 1
+    assert waiting(redis_client, queue) == 1
 
 
 # -- listing and multi-results ------------------------------------------------

@@ -189,7 +189,8 @@ def test_a_job_whose_worker_is_killed_ends_done_as_attempt_2_on_another_worker(
     workers: Workers, fclient: FlaskClient, fstore: JobStore
 ) -> None:
     first = workers.start("kill-a", worker_concurrency=1)
-    job = submit(fclient, n=60, delay=0.05)
+    # 10 s: it still runs when the second worker is up, however slowly it starts.
+    job = submit(fclient, n=200, delay=0.05)
     wait_running(fstore, job, progress=10)
     second = workers.start("kill-b", worker_concurrency=1)
 
@@ -454,6 +455,163 @@ def test_a_thousand_jobs_survive_two_worker_restarts(
     )
 
 
+# -- the queue: exact lost messages, resends first, hand-backs, sweep capacity ---------
+
+
+def stats(store: JobStore) -> dict[str, int]:
+    counters: dict[str, int] = store.metrics_snapshot()["stats"]
+    return counters
+
+
+def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
+    workers: Workers, fclient: FlaskClient, fstore: JobStore
+) -> None:
+    before = stats(fstore)
+    worker = workers.start("backlog-1", worker_concurrency=4)
+    jobs = [submit(fclient, retention=600, n=1, delay=0.02) for _ in range(1200)]
+
+    def finished() -> int:
+        pipe = fstore.redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.hget(job.record, "status")
+        return sum(1 for status in pipe.execute() if status in ("DONE", "FAILED"))
+
+    wait_until(lambda: finished() >= 200, 120, "200 jobs to finish")
+    os.kill(children(worker.popen.pid)[0], signal.SIGKILL)  # one pool process
+    wait_until(lambda: finished() >= 500, 120, "500 jobs to finish")
+    kill_worker(worker)  # the whole worker: what it held stays in kombu's unacked hash
+    workers.start("backlog-2", worker_concurrency=4)
+    wait_until(lambda: finished() == len(jobs), 120, "every job to finish")
+
+    finals = [record(fstore, job) for job in jobs]
+    pipe = fstore.redis.pipeline(transaction=False)
+    for job in jobs:
+        pipe.hget(job.record, "msgs")
+    messages = [int(n) for n in pipe.execute()]
+    after = stats(fstore)
+    resent_lost = after.get("resent:lost", 0) - before.get("resent:lost", 0)
+    resent = sum(after.get(k, 0) - before.get(k, 0) for k in after if k.startswith("resent:"))
+    duplicates = [f for f in finals if len([r for r in f.runs if r.outcome == "DONE"]) != 1]
+    delete_all(fclient, jobs)
+    assert {f.status for f in finals} == {Status.DONE}
+    assert duplicates == []
+    for final in finals:
+        assert_one_execution_at_a_time(final)
+    # One message per job, plus one per requeued execution; a message is found
+    # lost only if the killed worker held it unstarted (at most its 4 processes).
+    assert max(messages) <= 3
+    assert resent_lost <= 4
+    assert sum(messages) - len(jobs) <= 4 + 2 * sum(f.attempt > 1 for f in finals)
+    assert resent == sum(messages) - len(jobs)  # each resend counted, none sent twice
+    broker = fstore.broker
+    assert broker is not None
+    wait_until(lambda: broker.waiting() == 0, 30, "no stale message left in the queue")
+    # No spurious resend: the first message of every job sent again without
+    # being requeued is still held, unstarted, by the killed worker.
+    resent_unrequeued = [
+        job
+        for job, sent, final in zip(jobs, messages, finals, strict=True)
+        if sent > 1 and final.attempt == 1
+    ]
+    held = broker.find([job.message_id(1) for job in resent_unrequeued])
+    assert all(place.startswith("unacked:") for place in held.values()), held
+    report(
+        "1,200-job backlog, a pool process and a whole worker SIGKILLed",
+        done=len(finals),
+        lost=0,
+        duplicates=len(duplicates),
+        messages=sum(messages),
+        most_messages_for_one_job=max(messages),
+        resent_lost=resent_lost,
+        resent=resent,
+    )
+
+
+def test_a_requeued_job_runs_before_the_backlog_submitted_after_it(
+    workers: Workers, fclient: FlaskClient, fstore: JobStore
+) -> None:
+    workers.start("first-sweeper", sweep_only=True, worker_concurrency=1)
+    first = workers.start("first", worker_concurrency=1)
+    early = submit(fclient, retention=60, n=60, delay=0.05)
+    wait_running(fstore, early, progress=5)
+    later = [submit(fclient, retention=60, n=10, delay=0.1) for _ in range(8)]
+
+    # The whole worker dies: the job's first message stays in kombu's unacked
+    # hash, so only the sweep's resend (after the lease lapses) brings it back.
+    kill_worker(first)
+    workers.start("second", worker_concurrency=1)
+    done = wait_status(fstore, early, Status.DONE, timeout=RECOVERY_LIMIT + 20)
+    for job in later:
+        wait_status(fstore, job, Status.DONE, timeout=60)
+
+    rerun = done.runs[-1].started_ms
+    started_before = [job for job in later if record(fstore, job).runs[0].started_ms < rerun]
+    delete_all(fclient, [early, *later])
+    assert [r.outcome for r in done.runs] == ["lost", "DONE"]
+    # Requeued ~lease TTL after the kill, it waits at most for what already
+    # runs and what started meanwhile, not for the 8 s backlog behind it.
+    assert len(started_before) <= 4, len(started_before)
+    assert 'jobgate_messages_resent_total{reason="requeued"}' in fclient.get("/metrics").text
+    report("requeued job vs. a backlog of 8", later_jobs_run_first=len(started_before))
+
+
+def test_a_job_handed_back_three_times_then_lost_still_ends_done(
+    workers: Workers, fclient: FlaskClient, fstore: JobStore
+) -> None:
+    job = submit(fclient, retention=60, n=100, delay=0.05)  # demo.count: max_attempts 3
+    for deploy in range(3):  # three rolling deploys during the one job
+        worker = workers.start(f"deploy-{deploy}", worker_concurrency=1, shutdown_grace=1.0)
+        wait_running(fstore, job)
+        assert worker.stop(timeout=20) == 0
+        assert record(fstore, job).status is Status.INITIALIZED
+    workers.start("deploy-3", worker_concurrency=1)
+    running = wait_running(fstore, job, progress=5)
+    os.kill(pool_pid(running), signal.SIGKILL)  # then its worker is lost: one attempt spent
+
+    done = wait_status(fstore, job, Status.DONE, Status.FAILED, timeout=RECOVERY_LIMIT + 20)
+
+    delete_all(fclient, [job])
+    assert done.status is Status.DONE, done.error
+    assert [r.outcome for r in done.runs] == ["handed_back"] * 3 + ["lost", "DONE"]
+    assert_one_execution_at_a_time(done)
+
+
+def test_the_sweep_settles_jobs_while_every_job_process_is_busy(
+    workers: Workers, fclient: FlaskClient, fstore: JobStore
+) -> None:
+    workers.start("busy", worker_concurrency=1)
+    workers.start("sweep-only", sweep_only=True, worker_concurrency=1)  # the Procfile's sweeper
+    long = submit(fclient, n=400, delay=0.05)  # 20 s
+    wait_running(fstore, long)
+    body = {"type": "demo.count", "params": {"n": 1}, "wait": 0, "poll_timeout": 1, "retention": 1}
+    unread = JobKeys(TENANT, fclient.post("/v1/jobs", json=body).get_json()["id"])
+
+    # Nobody reads it (a read would settle it): only the sweep can time it out.
+    wait_until(lambda: fstore.redis.hget(unread.record, "status") == "FAILED", 15, "the sweep")
+    assert fstore.redis.hget(long.record, "status") == "RUNNING"  # busy all along
+    assert '"TIMED_OUT"' in str(fstore.redis.hget(unread.record, "error"))
+    fclient.delete(f"/v1/jobs/{long.job_id}")
+
+
+def test_a_queued_job_without_heartbeat_lives_on_until_a_worker_runs_it(
+    workers: Workers, fstore: JobStore, fsettings: Settings
+) -> None:
+    workers.start("renewer", sweep_only=True, worker_concurrency=1)  # no job worker
+    job = JobKeys(TENANT, f"patient-{uuid.uuid4().hex[:8]}")
+    # Its keys live max runtime + retention = 3 s unless renewed.
+    fstore.create(job, "demo.count", '{"n":2}', poll_timeout=0, retention=1, max_runtime=2)
+    send_job(make_celery(fsettings), fsettings, job, "demo.count")
+    waited = time.monotonic()
+    while time.monotonic() - waited < 10:  # three times as long
+        assert fstore.redis.exists(job.record, job.tombstone) == 2
+        time.sleep(0.2)
+
+    workers.start("arrives", worker_concurrency=1)
+
+    done = wait_status(fstore, job, Status.DONE, timeout=30)
+    assert done.attempt == 1
+
+
 # -- 6. hygiene --------------------------------------------------------------------------
 
 
@@ -469,6 +627,10 @@ def test_zz_after_the_faults_no_key_lives_forever_and_job_keys_expire(
         return list(raw.scan_iter(match=f"{PREFIX}job:*"))
 
     # retention 1 s + the tombstone's 3 s, and the longest job above
-    wait_until(lambda: job_keys() == [], 30, "every job key to expire")
+    try:
+        wait_until(lambda: job_keys() == [], 30, "every job key to expire")
+    except AssertionError:
+        left = {key: (raw.ttl(key), raw.type(key)) for key in job_keys()[:5]}
+        raise AssertionError(f"job keys left (ttl, type): {left}") from None
     for key in raw.scan_iter(match=f"{PREFIX}*"):
         assert raw.ttl(key) > 0, key

@@ -82,6 +82,13 @@ def test_run_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         wait_until(
             lambda: "Sending due task jobgate-sweep" in log_path.read_text(), 30, "beat's sweep"
         )
+        # The sweep's own process (Procfile `sweeper`): sweeps run even while
+        # every job process is busy.
+        wait_until(
+            lambda: re.search(r"sweeper\.1\s*\|.*\bready\.", log_path.read_text()),
+            60,
+            "the sweep-only worker",
+        )
         flower = f"http://127.0.0.1:{flower_port}/"
         assert requests.get(flower, timeout=5).status_code == 401
         assert requests.get(flower, auth=("admin", "s3cret-for-test"), timeout=5).ok

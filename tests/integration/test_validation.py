@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
+from workers.broker import queue_lists
 from workers.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def leftovers(redis_client: redis.Redis, job_id: str, settings: Settings) -> tuple[list[str], int]:
     keys = [k for k in redis_client.scan_iter(match=f"*{job_id}*")]
-    return keys, int(redis_client.llen(settings.queue))
+    return keys, sum(int(redis_client.llen(name)) for name in queue_lists(settings.queue))
 
 
 @pytest.mark.parametrize(

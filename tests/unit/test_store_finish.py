@@ -121,7 +121,6 @@ def test_finished_job_leaves_no_key_without_ttl(
         keyspace.tenant_listed(job.tenant),
         keyspace.SEQUENCE,
         keyspace.STATS,
-        keyspace.queue_started(store.settings.queue),
     }
     assert set(ttls) == {job.record, job.result, job.tombstone, *listing}
     assert all(ttl > 0 for ttl in ttls.values()), ttls

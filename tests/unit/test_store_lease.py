@@ -6,15 +6,26 @@ renewing it (killed, frozen, cut off from Redis).
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
 
 from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, assert_ttl_close
+from workers import broker
 from workers import keys as keyspace
+from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
+from workers.config import Settings
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
-from workers.store import JobStore, Started
+from workers.store import (
+    LOST_CONFIRM_MS,
+    LOST_MESSAGE_GRACE_MS,
+    MAX_LOST_RESENDS,
+    JobStore,
+    Started,
+)
 
 
 def create(store: JobStore, keys: JobKeys, max_attempts: int = 3, poll_timeout: int = 0) -> None:
@@ -100,7 +111,7 @@ def test_a_lost_lease_requeues_the_job(store: JobStore, client: Any, keys: JobKe
     assert record.runs[0].outcome == "lost"
     assert record.runs[0].ended_ms is not None
     assert client.zscore(keyspace.queue_index(store.settings.queue), keys.task_arg()) is not None
-    assert [k for k, _ in store.requeued()] == [keys]
+    assert [k for k, _, _ in store.requeued()] == [keys]
     assert not client.exists(keys.lease)
 
 
@@ -207,7 +218,7 @@ def test_hand_back_requeues_without_waiting_for_the_lease(
     record = store.read(keys, poll=False)
     assert record.status is Status.INITIALIZED
     assert record.runs[0].outcome == "handed_back"
-    assert [k for k, _ in store.requeued()] == [keys]
+    assert [k for k, _, _ in store.requeued()] == [keys]
     assert store.report(keys, 50, token=taken.token) == "INITIALIZED"
 
 
@@ -216,8 +227,8 @@ def test_requeued_lists_the_type_and_resent_removes(store: JobStore, keys: JobKe
     taken = started(store, keys)
     store.hand_back(keys, taken.token)
 
-    assert store.requeued() == [(keys, "demo.count")]
-    store.mark_resent(keys)
+    assert store.requeued() == [(keys, "demo.count", 2)]  # its second message
+    store.mark_resent(keys, 2)
     assert store.requeued() == []
 
 
@@ -252,7 +263,7 @@ def test_sweep_requeues_a_job_whose_lease_lapsed(
     store.sweep_due()
 
     assert client.hget(keys.record, "status") == "INITIALIZED"
-    assert [k for k, _ in store.requeued()] == [keys]
+    assert [k for k, _, _ in store.requeued()] == [keys]
 
 
 def test_sweep_reschedules_a_healthy_job_to_its_next_clock(
@@ -317,50 +328,246 @@ def sent_seconds_ago(client: Any, keys: JobKeys, seconds: float) -> None:
     client.hset(keys.record, "sent", int(now_ms - seconds * 1000))
 
 
-def test_a_job_whose_message_was_overtaken_is_requeued(store: JobStore, client: Any) -> None:
-    lost, later = JobKeys("t1", "fifo-lost"), JobKeys("t1", "fifo-later")
-    create(store, lost)
-    create(store, later)
-    client.rpush(store.settings.queue, "another message")  # the list is not empty
-    sent_seconds_ago(client, lost, 30)
-    started(store, later)  # sent just now, already started: FIFO says `lost` went first
+def kombu_message(message_id: str) -> str:
+    """A message as kombu's Redis transport stores it (the part that matters)."""
+    return json.dumps(
+        {
+            "body": "W10=",
+            "headers": {"id": message_id},
+            "properties": {"correlation_id": message_id},
+        }
+    )
 
-    assert store.find_lost_messages() == 1
-    assert store.requeued() == [(lost, "demo.count")]
+
+def look_twice(store: JobStore, client: Any, keys: JobKeys) -> int:
+    """Two sweeps' looks, the second past the confirmation delay."""
+    assert store.find_lost_messages() == 0  # the first look only suspects
+    absent = int(client.hget(keys.record, "absent"))
+    client.hset(keys.record, "absent", absent - LOST_CONFIRM_MS)
+    return store.find_lost_messages()
 
 
-def test_a_waiting_job_behind_nothing_in_an_empty_queue_is_requeued(
+def test_a_waiting_job_whose_message_is_in_the_queue_is_not_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 600)  # behind a long backlog
+    lists = queue_lists(store.settings.queue)
+    client.lpush(lists[-1], kombu_message(keys.message_id(1)))
+    client.lpush(lists[-1], *[kombu_message(f"t1:other-{n}:1") for n in range(2500)])
+
+    assert store.find_lost_messages() == 0
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+    assert store.requeued() == []
+
+
+def test_a_message_found_nowhere_twice_is_lost_and_sent_again_first(
     store: JobStore, client: Any, keys: JobKeys
 ) -> None:
     create(store, keys)
     sent_seconds_ago(client, keys, 30)
+    # Another message of the job (an old one) does not stand for the current one.
+    client.hset(keys.record, "msgs", 2)
+    client.lpush(queue_lists(store.settings.queue)[-1], kombu_message(keys.message_id(1)))
 
-    assert store.find_lost_messages() == 1
-
-
-def test_recent_or_still_queued_messages_are_not_lost(store: JobStore, client: Any) -> None:
-    recent, queued = JobKeys("t1", "fifo-recent"), JobKeys("t1", "fifo-queued")
-    create(store, recent)  # sent just now
-    create(store, queued)
-    sent_seconds_ago(client, queued, 30)
-    client.rpush(store.settings.queue, "its message, still waiting")
-
-    assert store.find_lost_messages() == 0
-    assert store.requeued() == []
+    assert look_twice(store, client, keys) == 1
+    assert store.requeued() == [(keys, "demo.count", 3)]
 
 
-def test_resending_notes_the_new_send_time(store: JobStore, client: Any, keys: JobKeys) -> None:
+def test_a_suspect_message_found_again_is_not_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
     create(store, keys)
     sent_seconds_ago(client, keys, 30)
-    store.find_lost_messages()
+    assert store.find_lost_messages() == 0  # in neither place for a moment
+    assert client.hget(keys.record, "absent") is not None
+    client.hset(keys.record, "absent", 1)  # long ago
+    client.lpush(queue_lists(store.settings.queue)[0], kombu_message(keys.message_id(1)))
 
-    store.mark_resent(keys)
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+
+
+def test_a_message_held_unstarted_by_a_dead_worker_is_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 600)
+    delivered = time.time() - LOST_MESSAGE_GRACE_MS / 1000 - store.settings.shutdown_grace - 5
+    client.hset(UNACKED, "tag-1", json.dumps([json.loads(kombu_message(keys.message_id(1)))]))
+    client.zadd(UNACKED_INDEX, {"tag-1": delivered})
+
+    assert look_twice(store, client, keys) == 1
+
+
+def test_a_message_just_delivered_to_a_worker_is_not_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 600)
+    client.hset(UNACKED, "tag-1", json.dumps([json.loads(kombu_message(keys.message_id(1)))]))
+    client.zadd(UNACKED_INDEX, {"tag-1": time.time()})
+
+    assert store.find_lost_messages() == 0
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+
+
+def test_a_message_behind_more_than_one_look_reads_is_not_judged(
+    store: JobStore, client: Any, keys: JobKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker, "SCAN_MAX", 300)
+    create(store, keys)
+    sent_seconds_ago(client, keys, 600)
+    newest = queue_lists(store.settings.queue)[-1]
+    client.lpush(newest, *[kombu_message(f"t1:older-{n}:1") for n in range(400)])
+    client.lpush(newest, kombu_message(keys.message_id(1)))
+
+    assert store.broker is not None
+    assert store.broker.find([keys.message_id(1)]) == {keys.message_id(1): "unknown"}
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None  # not even suspect
+
+
+def test_a_requeued_job_is_not_looked_for(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    assert store.hand_back(keys, taken.token)
+    sent_seconds_ago(client, keys, 600)  # its first message is long gone
+
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+
+
+def test_a_recent_message_is_not_looked_for(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys)  # sent just now, not in any list yet
+
+    assert store.find_lost_messages() == 0
+    assert client.hget(keys.record, "absent") is None
+
+
+def test_resending_notes_the_new_message_and_counts_it_by_reason(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    sent_seconds_ago(client, keys, 30)
+    look_twice(store, client, keys)
+
+    store.mark_resent(keys, 2)
 
     assert store.requeued() == []
+    assert client.hget(keys.record, "msgs") == "2"
     assert store.find_lost_messages() == 0  # sent again just now
+    assert store.metrics_snapshot()["stats"]["resent:lost"] == 1
+    taken = started(store, keys)
+    store.hand_back(keys, taken.token)
+    store.mark_resent(keys, 3)
+    assert store.metrics_snapshot()["stats"]["resent:requeued"] == 1
+
+
+def test_a_job_whose_message_keeps_getting_lost_ends_failed_worker_lost(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys)
+    for seq in range(2, MAX_LOST_RESENDS + 2):
+        sent_seconds_ago(client, keys, 30)
+        assert look_twice(store, client, keys) == 1
+        assert store.read(keys, poll=False).status is Status.INITIALIZED
+        store.mark_resent(keys, seq)
+    sent_seconds_ago(client, keys, 30)
+
+    assert look_twice(store, client, keys) == 1
+
+    record = store.read(keys, poll=False)
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert (record.error["code"], record.error["retryable"]) == ("WORKER_LOST", True)
+    assert store.requeued() == []
+
+
+def test_a_requeued_job_is_claimed_by_one_sweep_only(store: JobStore, keys: JobKeys) -> None:
+    create(store, keys)
+    taken = started(store, keys)
+    store.hand_back(keys, taken.token)
+
+    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == []  # a second sweep at the same time
+    store.unclaim(keys)  # the send failed
+    assert store.claim_requeued() == [(keys, "demo.count", 2)]
 
 
 def test_resending_a_gone_job_writes_nothing(store: JobStore, client: Any, keys: JobKeys) -> None:
-    store.mark_resent(keys)
+    store.mark_resent(keys, 2)
 
     assert not client.exists(keys.record)
+
+
+# -- hand-backs ----------------------------------------------------------------------
+
+
+def hand_back_times(store: JobStore, keys: JobKeys, times: int) -> None:
+    for n in range(times):
+        taken = started(store, keys)
+        assert store.hand_back(keys, taken.token)
+        store.mark_resent(keys, n + 2)
+
+
+def test_hand_backs_spend_no_attempt(store: JobStore, client: Any, keys: JobKeys) -> None:
+    create(store, keys, max_attempts=1)
+    hand_back_times(store, keys, 3)  # three rolling deploys
+    started(store, keys)
+    assert store.finish_done(keys, "[]")
+
+    record = store.read(keys, poll=False)
+    assert (record.status, record.attempt) == (Status.DONE, 4)
+    assert [r.outcome for r in record.runs] == ["handed_back"] * 3 + ["DONE"]
+
+
+def test_a_worker_lost_after_hand_backs_is_retried_within_max_attempts(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys, max_attempts=2)
+    hand_back_times(store, keys, 3)
+    started(store, keys)
+    lose_lease(client, keys)
+
+    assert store.read(keys, poll=False).status is Status.INITIALIZED  # 1 attempt of 2 spent
+
+
+def test_hand_backs_past_their_bound_count_as_attempts(
+    client: Any, settings: Settings, keys: JobKeys
+) -> None:
+    store = JobStore(client, settings.with_overrides(max_hand_backs=1))
+    create(store, keys, max_attempts=2)
+    hand_back_times(store, keys, 2)  # the second one counts
+    started(store, keys)
+    lose_lease(client, keys)
+
+    record = store.read(keys, poll=False)
+    assert record.status is Status.FAILED
+    assert record.error is not None and record.error["code"] == "WORKER_LOST"
+
+
+# -- a queued job without a heartbeat --------------------------------------------------
+
+
+def test_a_queued_job_without_heartbeat_has_its_ttl_renewed_by_the_sweep(
+    store: JobStore, client: Any, keys: JobKeys
+) -> None:
+    create(store, keys, poll_timeout=0)
+    live_ms = (MAX_RUNTIME + RETENTION) * 1000
+    now_ms = int(client.time()[0]) * 1000
+    due = client.zscore(keyspace.DUE, keys.task_arg())
+    assert due is not None and now_ms < due <= now_ms + live_ms
+    # Much later, still waiting: its keys are about to expire.
+    for key in (keys.record, keys.partial):
+        client.pexpire(key, 2000)
+    client.zadd(keyspace.DUE, {keys.task_arg(): now_ms})
+
+    assert store.sweep_due() == 1
+
+    assert_ttl_close(client, keys.record, live_ms)
+    assert_ttl_close(client, keys.tombstone, live_ms + store.settings.tombstone_ttl * 1000)
+    assert client.zscore(keyspace.DUE, keys.task_arg()) > now_ms + live_ms / 4
+    assert store.read(keys, poll=False).status is Status.INITIALIZED

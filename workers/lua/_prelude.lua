@@ -4,7 +4,7 @@
 local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB, K_LEASE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local K_LISTED, K_DUE, K_REQUEUE, K_STARTED = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+local K_LISTED, K_DUE, K_REQUEUE = KEYS[13], KEYS[14], KEYS[15]
 -- ARGV[1..4] are common to every script; its own start at ARGV[5].
 local ERROR_ID = ARGV[1]                   -- id for an error this call may create
 local TOMB_TTL_MS = tonumber(ARGV[2]) * 1000
@@ -140,7 +140,9 @@ local function unqueue()
 end
 
 -- When the sweep should next look at the job (its poll deadline, its lease's
--- expiry, whichever is first); a job with neither clock leaves the set.
+-- expiry, whichever is first). A queued job with neither clock (heartbeat off)
+-- is looked at halfway through its keys' TTL, to renew it: an accepted job
+-- lives until it ends, however long it waits. Any other job leaves the set.
 local function schedule_due()
   local next_ms = tonumber(redis.call('HGET', K_RECORD, 'deadline') or '0')
   local lease_ms = redis.call('PTTL', K_LEASE)
@@ -149,6 +151,9 @@ local function schedule_due()
     if next_ms == 0 or lease_at < next_ms then
       next_ms = lease_at
     end
+  end
+  if next_ms == 0 and redis.call('HGET', K_RECORD, 'status') == 'INITIALIZED' then
+    next_ms = now_ms() + math.max(1, redis.call('PTTL', K_RECORD)) / 2
   end
   if next_ms == 0 then
     redis.call('ZREM', K_DUE, MEMBER)
@@ -257,7 +262,10 @@ local function settle(now)
     redis.call('SET', K_LEASE, TOKEN, 'PX', hget_num('lease_ms'))
     return status
   end
-  local attempt, max_attempts = hget_num('attempt'), math.max(1, hget_num('max_attempts'))
+  -- Executions handed back at a worker's shutdown (within their own bound,
+  -- see hand_back.lua) spend no attempt.
+  local attempt = hget_num('attempt') - hget_num('handed_back')
+  local max_attempts = math.max(1, hget_num('max_attempts'))
   if attempt < max_attempts then
     return requeue(now, 'lost',
       string.format('Requeued: the worker of attempt %d of %d was lost', attempt, max_attempts))

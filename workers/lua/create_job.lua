@@ -28,11 +28,10 @@ end
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGV[8], 'max_runtime', ARGV[9], 'attempt', 0,
-  'max_attempts', ARGV[11])
+  'max_attempts', ARGV[11], 'msgs', 1)
 if poll_timeout > 0 then
   redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
   redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
-  schedule_due()
 end
 redis.call('SET', K_TOMB, '1')
 count('submitted')
@@ -46,8 +45,10 @@ redis.call('ZADD', K_QUEUE, order, MEMBER)
 trim_index(K_QUEUE, now)
 forget_expired(now)
 redis.call('ZADD', K_TENANT, order, JOB_ID)
--- Last: the TTLs of the job's keys and of the listing it has just joined.
+-- Last: the TTLs of the job's keys and of the listing it has just joined,
+-- and when the sweep looks at it (its poll deadline, or its TTL's renewal).
 renew_live_ttl()
+schedule_due()
 local last_id = '0-0'
 if ARGV[12] == '1' then
   last_id = ensure_stream('INITIALIZED', '0')

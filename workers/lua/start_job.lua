@@ -18,12 +18,8 @@ end
 -- Whatever happens next, this job no longer waits in the queue.
 unqueue()
 redis.call('ZREM', K_REQUEUE, MEMBER)
--- The newest message started so far (by when it was sent): any message sent
--- well before it whose job still waits has been lost on the way.
-local sent = hget_num('sent')
-if sent > tonumber(redis.call('GET', K_STARTED) or '0') then
-  redis.call('SET', K_STARTED, sent, 'PX', INDEX_TTL_MS)
-end
+-- A message started it: no longer suspected lost (see lost_message.lua).
+redis.call('HDEL', K_RECORD, 'absent', 'resend')
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
 redis.call('HSET', K_RECORD, 'status', 'RUNNING', 'started', now, 'message', 'Running',
   'lease', TOKEN, 'lease_ms', lease_ms, 'run:' .. attempt, now, 'run:' .. attempt .. ':w', worker)

@@ -1,0 +1,140 @@
+"""What Jobgate knows of the broker's own keys (kombu's Redis transport).
+
+A job's message is found *exactly*, by its identity, never by a time mark:
+every message of a job carries the task id ``<tenant>:<id>:<n>``, ``n`` being
+the job's message sequence kept on its record (``msgs``). kombu stores a
+waiting message as JSON in a Redis list per queue and priority step, and a
+delivered, unacknowledged one in the ``unacked`` hash (its delivery time in
+``unacked_index``); the message's ``correlation_id`` is its task id.
+
+Priorities: on kombu's Redis transport the *lowest* number is served first
+(BRPOP is given the priority lists in ascending order). A new job's message
+goes out at ``JOB_PRIORITY``; a message sent again for a job that had already
+started (requeued after a lost worker or a hand-back) or whose message was
+lost, at ``RESEND_PRIORITY``: it runs before the jobs submitted after it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu.transport.redis import Channel
+
+RESEND_PRIORITY = 0
+JOB_PRIORITY = 9
+PRIORITY_STEPS = [RESEND_PRIORITY, JOB_PRIORITY]
+UNACKED = Channel.unacked_key
+UNACKED_INDEX = Channel.unacked_index_key
+# The lists are read from their consumed end, this many messages an LRANGE,
+# and at most SCAN_MAX messages a look (~6-8 µs of Redis each: a look blocks
+# Redis ~80 ms at most, and reads that far only while a message is missing).
+SCAN_CHUNK = 250
+SCAN_MAX = 10_000
+
+# KEYS: the queue's lists, then kombu's unacked hash and its index.
+# ARGV: how many messages one LRANGE reads, the most to read, then the
+# message ids looked for.
+# Returns, per id: 'q' (waiting in a list), 'u<seconds>' (delivered, not acked,
+# at that time), '' (nowhere), or '?' (not found in the SCAN_MAX messages
+# read: unknown, a backlog longer than that). The small unacked hash is read first; the
+# lists are scanned from their consumed end (the oldest messages, those of the
+# jobs looked for) and the scan stops as soon as every id is found, so a full
+# scan happens only while a message is missing.
+FIND_MESSAGES_LUA = """
+local chunk_size, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wanted, left = {}, #ARGV - 2
+for i = 3, #ARGV do wanted[ARGV[i]] = i - 2 end
+local found, missing = {}, ''
+local MARK = '"correlation_id": "'
+local function look(raw)
+  -- A plain find (no pattern): kombu writes the property exactly so.
+  local at = string.find(raw, MARK, 1, true)
+  if not at then
+    return nil
+  end
+  local from = at + #MARK
+  local stop = string.find(raw, '"', from, true)
+  local i = stop and wanted[string.sub(raw, from, stop - 1)]
+  if i and not found[i] then
+    return i
+  end
+  return nil
+end
+local unacked = redis.call('HGETALL', KEYS[#KEYS - 1])
+for j = 1, #unacked, 2 do
+  local i = look(unacked[j + 1])
+  if i then
+    found[i] = 'u' .. (redis.call('ZSCORE', KEYS[#KEYS], unacked[j]) or '0')
+    left = left - 1
+  end
+end
+for k = 1, #KEYS - 2 do
+  local size = redis.call('LLEN', KEYS[k])
+  local from = 0
+  while left > 0 and from < size and budget > 0 do
+    local n = math.min(chunk_size, budget)
+    local chunk = redis.call('LRANGE', KEYS[k], -(from + n), -(from + 1))
+    for _, raw in ipairs(chunk) do
+      local i = look(raw)
+      if i then
+        found[i] = 'q'
+        left = left - 1
+      end
+    end
+    from = from + n
+    budget = budget - n
+  end
+  if from < size then
+    missing = '?'
+  end
+end
+local out = {}
+for i = 1, #ARGV - 2 do out[i] = found[i] or missing end
+return out
+"""
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's waiting messages, one per priority step."""
+    return [f"{queue}{Channel.sep}{step}" if step else queue for step in PRIORITY_STEPS]
+
+
+def is_redis_url(url: str) -> bool:
+    return url.split("://", 1)[0] in {"redis", "rediss", "redis+socket", "unix"}
+
+
+class Broker:
+    """Read-only looks at the broker's keys, for the sweep and /metrics."""
+
+    def __init__(self, client: redis.Redis, queue: str) -> None:
+        self.client = client
+        self.lists = queue_lists(queue)
+        self._find = client.register_script(FIND_MESSAGES_LUA)
+
+    def find(self, message_ids: list[str]) -> dict[str, str]:
+        """Where each message is: 'queued', 'unacked:<delivered at, s>', ''
+        (nowhere) or 'unknown' (not among the first SCAN_MAX messages)."""
+        if not message_ids:
+            return {}
+        keys = [*self.lists, UNACKED, UNACKED_INDEX]
+        reply: Any = self._find(keys=keys, args=[SCAN_CHUNK, SCAN_MAX, *message_ids])
+        where: dict[str, str] = {}
+        for message_id, raw in zip(message_ids, reply, strict=True):
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if text == "q":
+                where[message_id] = "queued"
+            elif text.startswith("u"):
+                where[message_id] = f"unacked:{text[1:]}"
+            elif text == "?":
+                where[message_id] = "unknown"
+            else:
+                where[message_id] = ""
+        return where
+
+    def waiting(self) -> int:
+        """Messages waiting in the queue's lists, every priority."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in self.lists:
+            pipe.llen(name)
+        return sum(int(n) for n in pipe.execute())
