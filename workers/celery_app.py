@@ -2,29 +2,25 @@
 
 ``celery -A workers.worker worker`` runs the app made from the environment;
 the API makes its own with the same function, only to ``send_task`` by name.
+The rest of the worker side lives by duty: the process's lifecycle (Celery's
+signals, the per-process store) in ``workers.process``, the periodic sweep in
+``workers.sweep``, a job's run in ``workers.runtime``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 
-from workers import registry, runtime
+from workers import process, registry, runtime
 from workers.config import Settings
-from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
-from workers.store import JobStore
-
-log = logging.getLogger(__name__)
+from workers.process import worker_store
+from workers.sweep import sweep
 
 TASK_NAME = "jobgate.run"
 SWEEP_TASK_NAME = "jobgate.sweep"
-WORKER_HEARTBEAT_SECONDS = 10
 # Slack added to a job's own limit before Celery's hard limit kills the process:
 # Jobgate's watchdog acts first, Celery's limit is the backstop.
 HARD_LIMIT_SLACK = 30
@@ -55,28 +51,6 @@ def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str) -> 
         queue=settings.queue,
         time_limit=hard_limit(settings, type_name),
     )
-
-
-def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
-    """Settle the jobs whose clocks are due, then resend the requeued ones.
-
-    Safe to run twice at once: each job's settling is one atomic script, and a
-    message sent twice for one job runs it once (the second delivery finds it
-    RUNNING under a live lease, or finished, and does nothing).
-    """
-    looked = store.sweep_due()
-    lost = store.find_lost_messages()
-    if lost:
-        log.warning("sweep: %d queued job(s) whose message was lost requeued", lost)
-    resent = 0
-    for keys, type_name in store.requeued():
-        if type_name:
-            send_job(app, settings, keys, type_name)
-            resent += 1
-        store.mark_resent(keys)
-    if resent:
-        log.info("sweep: resent %d requeued job(s)", resent)
-    return {"looked": looked, "resent": resent}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -146,7 +120,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     registry.load_job_modules(settings.job_modules)
-    _current["settings"] = settings
+    process.state.settings = settings
     app = Celery("jobgate")
     app.conf.update(celery_config(settings))
     app.conf.jobgate_settings = settings
@@ -155,71 +129,12 @@ def make_celery(settings: Settings) -> Celery:
     def run_job(task: Any, job_ref: str) -> str:
         return runtime.execute(worker_store(), settings, JobKeys.from_task_arg(job_ref))
 
+    def resend(keys: JobKeys, type_name: str) -> None:
+        send_job(app, settings, keys, type_name)
+
     # Acked at once: a lost sweep is replaced by the next one.
     @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
     def run_sweep() -> dict[str, int]:
-        return sweep(app, worker_store(), settings)
+        return sweep(worker_store(), resend)
 
     return app
-
-
-_stores: dict[int, JobStore] = {}
-_current: dict[str, Settings] = {}
-
-
-def worker_store() -> JobStore:
-    """One store (one connection pool) per process, made after the fork."""
-    pid = os.getpid()
-    store = _stores.get(pid)
-    if store is None:
-        store = _stores[pid] = JobStore.from_settings(_current["settings"])
-    return store
-
-
-@signals.worker_process_init.connect
-def _in_pool_process(**_: Any) -> None:
-    runtime.state["in_pool_process"] = True
-    signal.signal(signal.SIGTERM, _drain_on_sigterm)
-
-
-def _drain_on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM straight to a pool process (a supervisor signalled the whole
-    process group): a running job gets JOBGATE_SHUTDOWN_GRACE seconds to end,
-    then its watchdog hands it back to the queue. An idle process, or a second
-    SIGTERM, ends the process as Celery's default would."""
-    if runtime.running_job() and not runtime.draining():
-        runtime.begin_drain(_current["settings"].shutdown_grace)
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-@signals.worker_shutting_down.connect
-def _start_grace_period(**_: Any) -> None:
-    """Warm shutdown (SIGTERM to the main process): Celery stops taking
-    messages and waits for running jobs; each gets the grace period, then its
-    watchdog hands it back, so the wait is bounded and nothing is left RUNNING."""
-    runtime.begin_drain(_current["settings"].shutdown_grace)
-
-
-@signals.celeryd_init.connect
-def _name_node(sender: Any = None, **_: Any) -> None:
-    runtime.state["node"] = str(sender or f"worker-{os.getpid()}")
-
-
-@signals.worker_ready.connect
-def _start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell /readyz that a worker is alive, every 10 s, from the main process."""
-    name = runtime.state["node"]
-    store = worker_store()
-    store.warn_unless_noeviction()
-
-    def beat() -> None:
-        while True:
-            try:
-                store.mark_worker_alive(name)
-            except BackendUnavailable as exc:
-                log.warning("cannot record worker heartbeat: %s", exc)
-            threading.Event().wait(WORKER_HEARTBEAT_SECONDS)
-
-    threading.Thread(target=beat, name="jobgate-worker-heartbeat", daemon=True).start()
