@@ -1,7 +1,7 @@
 """workers/runtime.py ``patiently``: retries while Redis is away, then gives up.
 
-Tenacity's clock and sleep are replaced by a fake clock that a sleep moves:
-the 60 s of patience pass without waiting.
+Tenacity's clock and sleep (and the runtime's clock) are replaced by a fake
+clock that a sleep moves: the 60 s of patience pass without waiting.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 import tenacity
 import tenacity.nap
 
+from workers import runtime
 from workers.errors import BackendUnavailable
 from workers.runtime import REDIS_PATIENCE, patiently
 
@@ -38,6 +39,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> SleepClock:
     fake_time = SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep)
     monkeypatch.setattr(tenacity, "time", fake_time)
     monkeypatch.setattr(tenacity.nap, "time", fake_time)
+    monkeypatch.setattr(runtime, "time", fake_time)
     return fake
 
 
@@ -98,6 +100,42 @@ def test_each_wait_is_announced_with_what_it_waits_for(
         "cannot end the job yet, retrying in 0.1 s: down (call 1)",
         "cannot end the job yet, retrying in 0.2 s: down (call 2)",
     ]
+
+
+def test_a_call_that_answers_at_once_is_called_once(clock: SleepClock) -> None:
+    call, calls = failing(times=0, then="first try")
+
+    assert patiently(call, "start the job") == "first try"
+
+    assert (len(calls), clock.sleeps) == (1, [])
+
+
+class SlowFirstTry:
+    """The first try fails after ``seconds`` (a Redis that hangs until the
+    socket timeout), every later one at once."""
+
+    def __init__(self, clock: SleepClock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            self.clock.now += self.seconds
+        raise BackendUnavailable(f"down (call {self.calls})")
+
+
+def test_patience_counts_from_the_first_try_even_a_slow_one(clock: SleepClock) -> None:
+    call = SlowFirstTry(clock, seconds=30.0)
+
+    with pytest.raises(BackendUnavailable):
+        patiently(call, "start the job")
+
+    # 30 s spent in the first try; then 0.1 ... 1.6 (3.1 s) and 2 s waits while one more
+    # fits in the 60 s: 13 of them (3.1 + 26 = 29.1; one more would end at 61.1).
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6] + [2.0] * 13)
+    assert clock.now - 1000.0 <= REDIS_PATIENCE
 
 
 def test_any_other_error_is_raised_at_once(clock: SleepClock) -> None:
