@@ -139,5 +139,7 @@ class LiveServer(Process):
             raise RuntimeError(f"gunicorn died:\n{self.output()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Timeout: gunicorn listens before its worker has imported the app
+            # (seconds on a loaded machine); ask again.
             return False
