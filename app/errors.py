@@ -8,12 +8,41 @@ from typing import Any
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
-from workers.errors import BackendUnavailable, JobgateError, Unauthorized
+from app.formats import NotAcceptable
+from workers.errors import (
+    BackendUnavailable,
+    IdConflict,
+    JobExpired,
+    JobFailed,
+    JobgateError,
+    JobNotFound,
+    MalformedJSON,
+    TooManyJobs,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "urn:jobgate:problem:{code}"
 BACKEND_RETRY_AFTER = 5
+
+# The HTTP status of each error class: the one place an error becomes a status.
+# A class not listed (ConfigError, JobgateError itself) is a 500.
+HTTP_STATUS: dict[type[JobgateError], int] = {
+    JobFailed: 400,
+    MalformedJSON: 400,
+    Unauthorized: 401,
+    JobNotFound: 404,
+    NotAcceptable: 406,
+    IdConflict: 409,
+    JobExpired: 410,
+    UnsupportedMediaType: 415,
+    ValidationFailed: 422,
+    TooManyJobs: 429,
+    BackendUnavailable: 503,
+}
 
 # Werkzeug's HTTP errors get a code of their own.
 HTTP_CODES = {
@@ -50,6 +79,15 @@ def problem(
     return response
 
 
+def http_status(exc: JobgateError) -> int:
+    """The status ``exc`` is answered with: its class's, or its nearest base's."""
+    for cls in type(exc).__mro__:
+        status = HTTP_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
 def _jobgate_error(exc: JobgateError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, BackendUnavailable):
@@ -60,7 +98,7 @@ def _jobgate_error(exc: JobgateError) -> Response:
     retry_after = exc.extra.pop("retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+    return problem(http_status(exc), exc.code, exc.title, exc.detail, headers, **exc.extra)
 
 
 def _flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A job's result in the format the client asks for (docs/api.md §3, GET /v1/jobs/{id}/result).
 
 Pure functions, no Flask: the route picks a format with ``choose_format`` and
-hands ``render``'s chunks to a streaming response. JSON is the stored text as
+hands ``format_result``'s chunks to a streaming response. JSON is the stored text as
 is; ``ndjson`` and ``csv`` exist only for tabular results, and a result that
 cannot take the asked format is a 406 (``NotAcceptable``), raised before the
 first byte is produced so it can still become a problem+json response.
@@ -55,7 +55,6 @@ Table = tuple[list[str] | None, Iterator[Row]]
 
 
 class NotAcceptable(JobgateError):
-    status = 406
     code = "NOT_ACCEPTABLE"
     title = "Not acceptable"
 
@@ -162,20 +161,29 @@ def _not_tabular() -> NotAcceptable:
     )
 
 
-# --- rendering ---------------------------------------------------------------------
+# --- formatting --------------------------------------------------------------------
 
 
-def render(result_json: str, fmt: str) -> tuple[Iterable[bytes], str]:
+def format_result(
+    result_json: str, fmt: str, type_tabular: bool = True
+) -> tuple[Iterable[bytes], str]:
     """A finished job's result as ``(body chunks, Content-Type)``.
 
     json is the stored text byte for byte: parsing and encoding it again
     would cost time and could change numbers. csv and ndjson are generated
     lazily; the result is checked for being tabular first, so a 406 is
-    raised here rather than in the middle of a streamed body.
+    raised here rather than in the middle of a streamed body. A job type
+    declared without ``tabular=True`` (``type_tabular`` False) never makes a
+    table: csv and ndjson are refused without reading the result.
     """
     content_type = _content_type(fmt)
     if fmt == "json":
         return [result_json.encode()], content_type
+    if not type_tabular:
+        raise NotAcceptable(
+            "This job type's results are not tables; they are available as json only.",
+            formats=["json"],
+        )
     table = table_of(orjson.loads(result_json))
     if table is None:
         raise _not_tabular()
@@ -183,13 +191,15 @@ def render(result_json: str, fmt: str) -> tuple[Iterable[bytes], str]:
     return _stream(fmt, columns, rows), content_type
 
 
-def render_rows(batches: str, fmt: str, columns: list[str] | None) -> tuple[Iterable[bytes], str]:
+def format_partial_rows(
+    batches: str, fmt: str, columns: list[str] | None
+) -> tuple[Iterable[bytes], str]:
     """A running job's rows so far as ``(body chunks, Content-Type)``.
 
     ``batches`` is the stored partial result: a line per progress write, each
     a JSON array of the rows published since the previous one.
 
-    Same formats as ``render``, so a client reads a partial result the way it
+    Same formats as ``format_result``, so a client reads a partial result the way it
     will read the final one. ``columns`` are the job's declared columns, if it
     publishes rows as lists.
     """

@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.context import jobgate
 from app.documents import json_response, links, public_error, retry_after, status_document
-from app.formats import choose_format, render, render_rows
+from app.formats import choose_format, format_partial_rows, format_result
 from app.schemas import (
     MAX_WAIT,
     JobListSchema,
@@ -469,7 +469,9 @@ class JobResult(MethodView):
         if record.error is not None:
             error = public_error(record.error, expose_tracebacks=jg.settings.expose_tracebacks)
             raise JobFailed(error.get("message", "The job failed."), error=error)
-        body, content_type = render(record.result_json or "null", fmt)
+        job_type = registry.get(record.type)
+        type_tabular = job_type.tabular if job_type is not None else True
+        body, content_type = format_result(record.result_json or "null", fmt, type_tabular)
         return Response(body, content_type=content_type)
 
 
@@ -477,7 +479,7 @@ def partial_response(record: JobRecord, fmt: str) -> Response:
     job_type = registry.get(record.type)
     columns = list(job_type.columns) if job_type and job_type.columns else None
     rows = jobgate().store.partial_rows(record.keys)
-    body, content_type = render_rows(rows, fmt, columns)
+    body, content_type = format_partial_rows(rows, fmt, columns)
     headers = {"Jobgate-Partial": "true", "Retry-After": str(retry_after(record))}
     return Response(body, content_type=content_type, headers=headers)
 

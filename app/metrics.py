@@ -88,5 +88,6 @@ def metrics_registry(store: JobStore) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
+def prometheus_text(registry: CollectorRegistry) -> bytes:
+    """What /metrics answers: the registry in Prometheus's text exposition format."""
     return generate_latest(registry)

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.context import jobgate
 from app.documents import json_response
-from app.metrics import render
+from app.metrics import prometheus_text
 from app.schemas import HealthSchema
 from workers.errors import BackendUnavailable
 
@@ -32,7 +32,7 @@ class Metrics(MethodView):
     @blp.alt_response(200, description="Prometheus text exposition format.")
     def get(self) -> Response:
         """Job counters, queue depth and live workers, for Prometheus."""
-        body = render(jobgate().metrics)
+        body = prometheus_text(jobgate().metrics)
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
@@ -209,20 +208,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
-        code = _wait(honcho)
+        code = honcho.wait()  # PEP 475: a signal we forward does not interrupt it
     finally:
         stop.set()
         if embedded is not None:
             embedded.close()
     return code
-
-
-def _wait(process: subprocess.Popen[bytes]) -> int:
-    while True:
-        try:
-            return process.wait()
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
-            time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

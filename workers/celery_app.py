@@ -2,30 +2,26 @@
 
 ``celery -A workers.worker worker`` runs the app made from the environment;
 the API makes its own with the same function, only to ``send_task`` by name.
+The rest of the worker side lives by duty: the process's lifecycle (Celery's
+signals, the per-process store) in ``workers.process``, the periodic sweep in
+``workers.sweep``, a job's run in ``workers.runtime``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 
-from workers import broker_patch, registry, runtime
+from workers import broker_patch, process, registry, runtime
 from workers.broker import JOB_PRIORITY, PRIORITY_STEPS, RESEND_PRIORITY
 from workers.config import Settings
-from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
-from workers.store import JobStore
-
-log = logging.getLogger(__name__)
+from workers.process import worker_store
+from workers.sweep import sweep
 
 TASK_NAME = "jobgate.run"
 SWEEP_TASK_NAME = "jobgate.sweep"
-WORKER_HEARTBEAT_SECONDS = 10
 # Slack added to a job's own limit before Celery's hard limit kills the process:
 # Jobgate's watchdog acts first, Celery's limit is the backstop.
 HARD_LIMIT_SLACK = 30
@@ -62,33 +58,6 @@ def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq
         priority=JOB_PRIORITY if seq == 1 else RESEND_PRIORITY,
         time_limit=hard_limit(settings, type_name),
     )
-
-
-def sweep(app: Celery, store: JobStore, settings: Settings) -> dict[str, int]:
-    """Settle the jobs whose clocks are due, then resend the requeued ones.
-
-    Safe to run twice at once: each job's settling is one atomic script, a
-    requeued job is claimed by one sweep only, and a message sent twice for
-    one job runs it once anyway (the second delivery finds it RUNNING under a
-    live lease, or finished, and does nothing).
-    """
-    looked = store.sweep_due()
-    lost = store.find_lost_messages()
-    if lost:
-        log.warning("sweep: %d queued job(s) whose message was lost sent again or failed", lost)
-    resent = 0
-    for keys, type_name, seq in store.claim_requeued():
-        if type_name:
-            try:
-                send_job(app, settings, keys, type_name, seq)
-            except Exception:
-                store.unclaim(keys)  # the next sweep tries again
-                raise
-            resent += 1
-        store.mark_resent(keys, seq)
-    if resent:
-        log.info("sweep: resent %d requeued job(s)", resent)
-    return {"looked": looked, "resent": resent}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -162,82 +131,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery(settings: Settings) -> Celery:
     registry.load_job_modules(settings.job_modules)
     broker_patch.apply()  # a Redis restart must not kill the worker (kombu bug)
-    _current["settings"] = settings
+    process.state.settings = settings
     app = Celery("jobgate")
     # Only Celery's own settings go in app.conf: `inspect conf` (and so Flower)
     # shows every key of it, censoring by key name only. Jobgate's Settings
-    # (API keys, the Flower password, the Redis URL) stay in _current.
+    # (API keys, the Flower password, the Redis URL) stay in process.state.
     app.conf.update(celery_config(settings))
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_job(task: Any, job_ref: str) -> str:
         return runtime.execute(worker_store(), settings, JobKeys.from_task_arg(job_ref))
 
+    def resend(keys: JobKeys, type_name: str, seq: int) -> None:
+        send_job(app, settings, keys, type_name, seq)
+
     # Acked at once: a lost sweep is replaced by the next one.
     @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
     def run_sweep() -> dict[str, int]:
-        return sweep(app, worker_store(), settings)
+        return sweep(worker_store(), resend)
 
     return app
-
-
-_stores: dict[int, JobStore] = {}
-_current: dict[str, Settings] = {}
-
-
-def worker_store() -> JobStore:
-    """One store (one connection pool) per process, made after the fork."""
-    pid = os.getpid()
-    store = _stores.get(pid)
-    if store is None:
-        store = _stores[pid] = JobStore.from_settings(_current["settings"])
-    return store
-
-
-@signals.worker_process_init.connect
-def _in_pool_process(**_: Any) -> None:
-    runtime.state["in_pool_process"] = True
-    signal.signal(signal.SIGTERM, _drain_on_sigterm)
-
-
-def _drain_on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM straight to a pool process (a supervisor signalled the whole
-    process group): a running job gets JOBGATE_SHUTDOWN_GRACE seconds to end,
-    then its watchdog hands it back to the queue. An idle process, or a second
-    SIGTERM, ends the process as Celery's default would."""
-    if runtime.running_job() and not runtime.draining():
-        runtime.begin_drain(_current["settings"].shutdown_grace)
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-@signals.worker_shutting_down.connect
-def _start_grace_period(**_: Any) -> None:
-    """Warm shutdown (SIGTERM to the main process): Celery stops taking
-    messages and waits for running jobs; each gets the grace period, then its
-    watchdog hands it back, so the wait is bounded and nothing is left RUNNING."""
-    runtime.begin_drain(_current["settings"].shutdown_grace)
-
-
-@signals.celeryd_init.connect
-def _name_node(sender: Any = None, **_: Any) -> None:
-    runtime.state["node"] = str(sender or f"worker-{os.getpid()}")
-
-
-@signals.worker_ready.connect
-def _start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell /readyz that a worker is alive, every 10 s, from the main process."""
-    name = runtime.state["node"]
-    store = worker_store()
-    store.warn_unless_noeviction()
-
-    def beat() -> None:
-        while True:
-            try:
-                store.mark_worker_alive(name)
-            except BackendUnavailable as exc:
-                log.warning("cannot record worker heartbeat: %s", exc)
-            threading.Event().wait(WORKER_HEARTBEAT_SECONDS)
-
-    threading.Thread(target=beat, name="jobgate-worker-heartbeat", daemon=True).start()

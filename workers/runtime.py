@@ -1,25 +1,17 @@
-"""The task wrapper: start, progress, the watchdog, and the end of a job.
+"""The task wrapper: start, progress, and the end of a job.
 
-A job function runs in the pool process's main thread. Beside it a watchdog
-thread checks the job's record in Redis every ``JOBGATE_WATCHDOG_INTERVAL``
-seconds and enforces the job type's time limit. When the job must stop
-(cancelled, timed out, over its time limit) the watchdog interrupts the job
-function with ``JobStopped``; if the function does not return within
-``JOBGATE_CANCEL_GRACE`` seconds (it is stuck in C code, or ignores the stop)
-the watchdog kills *its own* pool process, which Celery replaces. The forced
-stop therefore only ever hits the job it means: it is decided and carried out
-inside the process that runs that job, never by task id from outside.
+``execute`` takes a queued job (its lease), runs the job function with a
+``JobContext`` as ``ctx`` under a ``Watchdog`` (``workers.watchdog``: time
+limit, hand-back at shutdown, lease renewal, stop detection, forced stop), and
+stores how it ended. The start and the end are retried while Redis cannot be
+reached (``patiently``, with tenacity).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
-import signal
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -28,13 +20,25 @@ from typing import Any, TypeVar
 
 import orjson
 from marshmallow import ValidationError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from workers import registry
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
+from workers.process import state as process_state
 from workers.states import ErrorCode, Status
 from workers.store import JobStore, dumps
+from workers.watchdog import JobStopped, Watchdog
+
+# What a job module imports: ``ctx``'s type and the stop it may see raised.
+__all__ = ["JobContext", "JobStopped", "execute", "patiently"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -46,44 +50,6 @@ PROGRESS_MIN_INTERVAL = 0.1
 PROGRESS_CHANGE_INTERVAL = 0.01
 # Partial rows buffered beyond this many are written at the next call.
 PUBLISH_FLUSH_ROWS = 5_000
-INTERRUPT_SIGNAL = signal.SIGUSR2
-
-# Set in Celery's pool processes (worker_process_init): only there may the
-# watchdog kill its own process, since the pool replaces it.
-state: dict[str, Any] = {"in_pool_process": False, "node": ""}
-# When the worker shuts down: the monotonic time (one clock for every process
-# of the machine) by which running jobs must have ended, else they are handed
-# back to the queue; 0 while not shutting down. Shared memory made before the
-# pool forks, so the main process's warm shutdown reaches every pool process
-# without a signal.
-_shutdown_at = multiprocessing.RawValue("d", 0.0)
-
-
-def begin_drain(grace: float) -> None:
-    """The worker is shutting down: running jobs have ``grace`` seconds."""
-    if _shutdown_at.value == 0.0:
-        _shutdown_at.value = time.monotonic() + grace
-
-
-def draining() -> bool:
-    return float(_shutdown_at.value) != 0.0
-
-
-def draining_past_deadline() -> bool:
-    return draining() and time.monotonic() >= float(_shutdown_at.value)
-
-
-def running_job() -> bool:
-    return bool(state.get("running"))
-
-
-class JobStopped(BaseException):
-    """Raised inside a job that must stop. A BaseException, so that a job's
-    own ``except Exception`` cannot swallow it."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(f"job stopped: it is {status}")
-        self.status = status
 
 
 class JobContext:
@@ -234,164 +200,9 @@ class JobContext:
             raise JobStopped(self._stop_status)
 
 
-class _Watcher:
-    """The process's one watchdog thread, shared by every job the process runs
-    (a thread started and joined per job cost a third of a short job's CPU).
-
-    It checks each registered watchdog every ``JOBGATE_WATCHDOG_INTERVAL``; a
-    job that must stop is stopped from a thread of its own, so a stop's grace
-    period never delays the checks of other jobs (a threads pool).
-    """
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._dogs: dict[Watchdog, float] = {}  # watchdog -> its next check
-        self._busy: set[Watchdog] = set()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._wakes_at = 0.0  # when the thread will look again by itself
-
-    def add(self, dog: Watchdog) -> None:
-        with self._cv:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                # (A pool process forked from a parent that had one starts its own.)
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="jobgate-watchdog", daemon=True
-                )
-                self._thread.start()
-            at = time.monotonic() + dog.settings.watchdog_interval
-            self._dogs[dog] = at
-            if at < self._wakes_at:  # (a wake-up per job would cost more than it saves)
-                self._cv.notify_all()
-
-    def remove(self, dog: Watchdog, timeout: float = 5.0) -> None:
-        """Unregister ``dog``; returns once no check of it is in flight."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            self._dogs.pop(dog, None)
-            while dog in self._busy and (left := deadline - time.monotonic()) > 0:
-                self._cv.wait(left)
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                now = time.monotonic()
-                due = [dog for dog, at in self._dogs.items() if at <= now]
-                if not due:
-                    self._wakes_at = min(self._dogs.values(), default=now + 60)
-                    self._cv.wait(max(0.001, self._wakes_at - now))
-                    continue
-                for dog in due:
-                    del self._dogs[dog]
-                self._busy.update(due)
-            for dog in due:
-                again = dog.check_once()
-                with self._cv:
-                    self._busy.discard(dog)
-                    if again and not dog.finished.is_set():
-                        self._dogs[dog] = time.monotonic() + dog.settings.watchdog_interval
-                    self._cv.notify_all()
-
-
-_watcher = _Watcher()
-
-
-class Watchdog:
-    """Checks the job in Redis while it runs; stops it when it must stop."""
-
-    def __init__(
-        self, ctx: JobContext, store: JobStore, settings: Settings, max_runtime: int
-    ) -> None:
-        self.ctx = ctx
-        self.store = store
-        self.settings = settings
-        self.max_runtime = max_runtime
-        self.finished = threading.Event()
-        self.job_thread = threading.current_thread()
-        self.started = time.monotonic()
-        self._stopper: threading.Thread | None = None
-        self._old_handler: Any = None
-        self._uses_signal = self.job_thread is threading.main_thread()
-
-    def __enter__(self) -> Watchdog:
-        if self._uses_signal:
-            self._old_handler = signal.signal(INTERRUPT_SIGNAL, self.ctx.interrupt_now)
-        _watcher.add(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finished.set()
-        _watcher.remove(self)
-        if self._stopper is not None:
-            self._stopper.join(timeout=5)
-        if self._uses_signal:
-            signal.signal(INTERRUPT_SIGNAL, self._old_handler or signal.SIG_DFL)
-
-    def check_once(self) -> bool:
-        """One check (from the shared thread); False once the job must stop."""
-        if self.finished.is_set():
-            return False
-        status = self._check()
-        if status is None or status == Status.RUNNING.value:
-            return True
-        self._stopper = threading.Thread(
-            target=self._stop, args=(status,), name="jobgate-stop", daemon=True
-        )
-        self._stopper.start()
-        return False
-
-    def _check(self) -> str | None:
-        keys, token = self.ctx.keys, self.ctx.token
-        try:
-            if time.monotonic() - self.started > self.max_runtime:
-                message = f"Ran past its maximum runtime of {self.max_runtime} s"
-                self.store.fail(keys, ErrorCode.TIME_LIMIT_EXCEEDED, message, token=token)
-                return Status.FAILED.value
-            if draining_past_deadline() and self.store.hand_back(keys, token):
-                log.warning("job %s handed back to the queue: the worker shuts down", keys.job_id)
-                return Status.INITIALIZED.value
-            # Also renews the lease: a live watchdog keeps its job's lease, and
-            # writes a percent the job reported but left unwritten.
-            return self.store.report(keys, self.ctx.held_percent(), token=token)
-        except BackendUnavailable as exc:
-            log.warning("watchdog cannot reach Redis for job %s: %s", self.ctx.job_id, exc)
-            return None
-
-    def _stop(self, status: str) -> None:
-        log.info("job %s is %s: stopping it", self.ctx.job_id, status)
-        self.ctx.request_stop(status)
-        self._interrupt()
-        if self.finished.wait(self.settings.cancel_grace):
-            return
-        if state["in_pool_process"]:
-            log.error(
-                "job %s did not stop within %.1f s: killing its pool process %d",
-                self.ctx.job_id,
-                self.settings.cancel_grace,
-                os.getpid(),
-            )
-            os.kill(os.getpid(), signal.SIGKILL)
-        else:
-            log.error(
-                "job %s ignores its stop and cannot be killed outside a pool", self.ctx.job_id
-            )
-
-    def _interrupt(self) -> None:
-        ident = self.job_thread.ident
-        if ident is None:
-            return
-        if self._uses_signal:
-            signal.pthread_kill(ident, INTERRUPT_SIGNAL)
-        else:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(JobStopped)
-            )
-
-
 def worker_name() -> str:
     """How the job's record names this execution's worker: Celery node and pid."""
-    return f"{state.get('node') or socket.gethostname()}:{os.getpid()}"
+    return f"{process_state.node or socket.gethostname()}:{os.getpid()}"
 
 
 def job_error(exc: BaseException, settings: Settings) -> dict[str, Any]:
@@ -419,19 +230,48 @@ def internal_error(message: str) -> dict[str, Any]:
 REDIS_PATIENCE = 60.0
 
 
+# Waits between tries: 0.1 s, doubling, at most 2 s.
+RETRY_FIRST_WAIT = 0.1
+RETRY_LONGEST_WAIT = 2.0
+
+
 def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE) -> R:
-    """``call()``, retried while Redis is unavailable, for at most ``patience`` s."""
-    deadline = time.monotonic() + patience
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except BackendUnavailable as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("cannot %s yet, retrying in %.1f s: %s", what, delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    """``call()``, retried while Redis is unavailable, for at most ``patience`` s.
+
+    Waits 0.1 s, doubling up to 2 s, and logs each wait; gives up (re-raising
+    the last ``BackendUnavailable``) rather than sleep past ``patience``
+    counted from the first try; any other error is raised at once.
+    """
+    started = time.monotonic()
+    try:
+        # The common case, Redis answers: none of tenacity's per-call set-up
+        # (~60 us, twice a job, a tenth of a short job's CPU).
+        return call()
+    except BackendUnavailable as exc:
+        first_error: BackendUnavailable | None = exc
+
+    def again() -> R:
+        # Tenacity's first try is the failure already had (it waits 0.1 s after
+        # it, as after any first failure); from its second on, ``call`` again.
+        nonlocal first_error
+        if first_error is not None:
+            error, first_error = first_error, None
+            raise error
+        return call()
+
+    def warn(attempt: RetryCallState) -> None:
+        exc = attempt.outcome.exception() if attempt.outcome else None
+        log.warning("cannot %s yet, retrying in %.1f s: %s", what, attempt.upcoming_sleep, exc)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(BackendUnavailable),
+        wait=wait_exponential(multiplier=RETRY_FIRST_WAIT, max=RETRY_LONGEST_WAIT),
+        # Patience counts from the first try, which took time before this.
+        stop=stop_before_delay(patience - (time.monotonic() - started)),
+        before_sleep=warn,
+        reraise=True,
+    )
+    return retrying(again)
 
 
 def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
@@ -454,7 +294,7 @@ def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
 
     ctx = JobContext(store, keys, started.attempt, started.token)
     max_runtime = job_type.runtime_limit(settings.max_runtime)
-    state["running"] = True
+    process_state.running = True
     try:
         with Watchdog(ctx, store, settings, max_runtime), ctx.running_job_code():
             value = job_type.func(ctx, **params)
@@ -467,7 +307,7 @@ def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
         patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
         return "failed:job-error"
     finally:
-        state["running"] = False
+        process_state.running = False
     return _store_result(store, settings, ctx, value)
 
 

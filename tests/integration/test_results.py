@@ -59,6 +59,15 @@ def test_non_tabular_result_as_csv_is_406(api: FlaskClient) -> None:
     assert api.get(f"{location}/result").get_json() == "x" * 10
 
 
+def test_a_type_not_declared_tabular_gives_even_a_table_as_json_only(api: FlaskClient) -> None:
+    location = submit(api, "test.rows", wait=10).headers["Location"]
+
+    refused = api.get(f"{location}/result?format=csv")
+    assert refused.status_code == 406
+    assert refused.get_json()["formats"] == ["json"]
+    assert api.get(f"{location}/result").get_json() == [{"a": 1}, {"a": 2}]
+
+
 def test_unknown_format_is_rejected(api: FlaskClient, table_job: str) -> None:
     unknown = api.get(f"{table_job}/result?format=xml")
     assert unknown.status_code == 422

@@ -67,3 +67,8 @@ def held(ctx: JobContext, seconds: float) -> str:
     ctx.progress(2)
     time.sleep(seconds)
     return "slept"
+
+
+@job("test.rows", description="Returns a list of flat objects, without declaring tabular=True.")
+def rows(ctx: JobContext) -> list[dict[str, int]]:
+    return [{"a": 1}, {"a": 2}]

@@ -10,13 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
+from app.errors import http_status
 from app.formats import (
     CHUNK_SIZE,
     FORMATS,
     NotAcceptable,
     choose_format,
-    render,
-    render_rows,
+    format_partial_rows,
+    format_result,
     table_of,
 )
 from workers.errors import JobgateError
@@ -29,7 +30,7 @@ def joined(chunks: Iterable[bytes]) -> bytes:
 
 
 def rendered(result: Any, fmt: str) -> bytes:
-    chunks, _ = render(orjson.dumps(result).decode(), fmt)
+    chunks, _ = format_result(orjson.dumps(result).decode(), fmt)
     return joined(chunks)
 
 
@@ -54,7 +55,7 @@ def ndjson_text(*rows: Any) -> str:
 
 def test_json_is_the_stored_text_byte_for_byte() -> None:
     stored = '{"z": 1.0,  "a": [1e2, 12345678901234567890, "h\\u00e9", "é"]}'
-    chunks, content_type = render(stored, "json")
+    chunks, content_type = format_result(stored, "json")
     assert joined(chunks) == stored.encode()
     assert content_type == "application/json"
 
@@ -97,7 +98,7 @@ def test_csv_leaves_a_missing_key_empty() -> None:
 
 
 def test_csv_content_type_says_utf8() -> None:
-    _, content_type = render('[{"a": 1}]', "csv")
+    _, content_type = format_result('[{"a": 1}]', "csv")
     assert content_type == "text/csv; charset=utf-8"
 
 
@@ -122,7 +123,7 @@ def test_ndjson_lines_parse_back_with_tricky_strings() -> None:
 
 
 def test_ndjson_content_type() -> None:
-    _, content_type = render("[]", "ndjson")
+    _, content_type = format_result("[]", "ndjson")
     assert content_type == "application/x-ndjson"
 
 
@@ -147,7 +148,7 @@ NOT_TABULAR = [
 @pytest.mark.parametrize("result", NOT_TABULAR)
 def test_non_tabular_result_is_not_acceptable_as_csv_or_ndjson(result: Any, fmt: str) -> None:
     with pytest.raises(NotAcceptable, match="not tabular") as raised:
-        render(orjson.dumps(result).decode(), fmt)
+        format_result(orjson.dumps(result).decode(), fmt)
     assert raised.value.extra["formats"] == ["json"]
 
 
@@ -180,12 +181,16 @@ def test_an_empty_list_is_an_empty_table() -> None:
 def test_not_acceptable_is_a_406_jobgate_error() -> None:
     error = NotAcceptable("nope")
     assert isinstance(error, JobgateError)
-    assert (error.status, error.code, error.title) == (406, "NOT_ACCEPTABLE", "Not acceptable")
+    assert (http_status(error), error.code, error.title) == (
+        406,
+        "NOT_ACCEPTABLE",
+        "Not acceptable",
+    )
 
 
-def test_unknown_render_format_is_not_acceptable() -> None:
+def test_an_unknown_format_is_not_acceptable() -> None:
     with pytest.raises(NotAcceptable):
-        render("[]", "xml")
+        format_result("[]", "xml")
 
 
 # --- streaming -------------------------------------------------------------------------
@@ -195,7 +200,7 @@ THOUSAND_ROWS = {"columns": ["id", "name"], "rows": [[i, f"{i:04d}" * 10] for i 
 
 
 def test_csv_is_streamed_in_several_chunks_from_a_generator() -> None:
-    chunks, _ = render(orjson.dumps(THOUSAND_ROWS).decode(), "csv")
+    chunks, _ = format_result(orjson.dumps(THOUSAND_ROWS).decode(), "csv")
     assert isinstance(chunks, Generator)
     pieces = list(chunks)
     assert len(pieces) > 1
@@ -204,7 +209,7 @@ def test_csv_is_streamed_in_several_chunks_from_a_generator() -> None:
 
 
 def test_ndjson_is_streamed_in_several_chunks_from_a_generator() -> None:
-    chunks, _ = render(orjson.dumps(THOUSAND_ROWS).decode(), "ndjson")
+    chunks, _ = format_result(orjson.dumps(THOUSAND_ROWS).decode(), "ndjson")
     assert isinstance(chunks, Generator)
     pieces = list(chunks)
     assert len(pieces) > 1
@@ -274,7 +279,7 @@ OBJECT_ROWS = ndjson_text({"id": 1, "name": "a"}, {"id": 2, "extra": True})
 
 
 def partial(lines: str, fmt: str, columns: list[str] | None = None) -> bytes:
-    chunks, _ = render_rows(lines, fmt, columns)
+    chunks, _ = format_partial_rows(lines, fmt, columns)
     return joined(chunks)
 
 
@@ -347,9 +352,31 @@ def test_partial_blank_lines_are_skipped() -> None:
 @pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_partial_nested_rows_are_not_acceptable_as_csv_or_ndjson(fmt: str) -> None:
     with pytest.raises(NotAcceptable, match="not tabular"):
-        render_rows(ndjson_text({"a": {"b": 1}}), fmt, None)
+        format_partial_rows(ndjson_text({"a": {"b": 1}}), fmt, None)
 
 
 def test_partial_list_row_of_the_wrong_width_is_not_acceptable() -> None:
     with pytest.raises(NotAcceptable):
-        render_rows(ndjson_text([1, 2, 3]), "csv", ["a", "b"])
+        format_partial_rows(ndjson_text([1, 2, 3]), "csv", ["a", "b"])
+
+
+# --- a job type's tabular flag -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_a_type_not_declared_tabular_is_refused_as_a_table_without_reading_the_result(
+    fmt: str,
+) -> None:
+    unreadable = "{not json at all"
+
+    with pytest.raises(NotAcceptable, match="not tables") as raised:
+        format_result(unreadable, fmt, type_tabular=False)
+
+    assert raised.value.extra["formats"] == ["json"]
+
+
+def test_a_type_not_declared_tabular_still_gives_its_result_as_json() -> None:
+    chunks, content_type = format_result('[{"a": 1}]', "json", type_tabular=False)
+
+    assert joined(chunks) == b'[{"a": 1}]'
+    assert content_type == "application/json"
