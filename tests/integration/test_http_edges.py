@@ -115,7 +115,9 @@ def submit_job(url: str) -> str:
     body: dict[str, Any] = {"type": "demo.count", "params": {"n": 1}, "wait": 0}
     response = requests.post(f"{url}/v1/jobs", json=body, timeout=30)
     assert response.status_code == 202, response.text
-    return f"{url}{response.headers['Location']}"
+    location: str = response.headers["Location"]  # absolute: the status link as given
+    assert location.startswith(f"{url}/v1/jobs/")
+    return location
 
 
 # -- slow clients ------------------------------------------------------------
