@@ -57,7 +57,7 @@ FAULTS = (
     "pool", "worker", "redis-SIGTERM", "pool", "worker", "pool", "redis-SIGKILL",
     "worker", "pool", "worker", "redis-SIGTERM", "pool", "worker",
 )  # fmt: skip
-RECEIVED = re.compile(r"Task jobgate\.run\[([0-9a-f-]+)\] received")
+RECEIVED = re.compile(r"Task jobgate\.run\[([^\]]+)\] received")
 SWEEP_RESENT = re.compile(r"sweep: resent (\d+) requeued")
 SWEEP_LOST = re.compile(r"sweep: (\d+) queued job\(s\) whose message was lost")
 
@@ -323,21 +323,26 @@ class Soak:
         print("soak: PASSED" if not self.failures else "soak: FAILED")
         return 1 if self.failures else 0
 
-    def messages(self) -> tuple[int, int, int, int]:
-        """Task ids consumed (from the worker logs), left queued, and the sweep's counts."""
-        ids: set[str] = set()
-        resent = lost = 0
+    def messages(self, jobs: list[JobKeys]) -> tuple[int, int, int, int, int]:
+        """Messages published (the records' own count, ``msgs``), deliveries
+        (the workers' "received" lines, redeliveries of one message included),
+        messages left queued or unacked, and the sweep's counts."""
+        deliveries = resent = lost = 0
         for process in self.processes:
             text = process.output()
-            ids.update(RECEIVED.findall(text))
+            deliveries += len(RECEIVED.findall(text))
             resent += sum(int(n) for n in SWEEP_RESENT.findall(text))
             lost += sum(int(n) for n in SWEEP_LOST.findall(text))
         raw = redis.Redis.from_url(self.redis.url)
+        pipe = raw.pipeline(transaction=False)
+        for job in jobs:
+            pipe.hget(job.record, "msgs")
+        published = sum(int(msgs or 0) for msgs in pipe.execute())
         control = control_queue(self.settings).encode()
         keys = [k for k in raw.scan_iter(f"{self.settings.queue}*") if not k.startswith(control)]
         queued = sum(int(raw.llen(key)) for key in keys)
         queued += int(raw.hlen("unacked"))
-        return len(ids), queued, resent, lost
+        return published, deliveries, queued, resent, lost
 
     def report(self, load: Submitter, submitted_s: float, duration: float) -> None:
         jobs = load.jobs
@@ -364,8 +369,7 @@ class Soak:
         if len(self.faults) < len(FAULTS):
             self.failures.append(f"only {len(self.faults)} of {len(FAULTS)} faults injected")
 
-        consumed, queued, resent, lost = self.messages()
-        published = consumed + queued
+        published, deliveries, queued, resent, lost = self.messages(jobs)
         print(f"\nsoak figures ({len(jobs)} jobs, {len(self.faults)} faults)")
         print(f"  duration            {duration:.0f} s (submits over {submitted_s:.0f} s, "
               f"{len(jobs) / submitted_s:.1f}/s; refused {dict(load.refused)})")  # fmt: skip
@@ -381,7 +385,7 @@ class Soak:
         print(f"  execution outcomes  {dict(result.outcomes)}")
         per_job = published / len(jobs) if jobs else 0.0
         print(f"  messages            {published} for {len(jobs)} jobs = {per_job:.2f} per job "
-              f"({consumed} consumed, {queued} left queued or unacked)")  # fmt: skip
+              f"({deliveries} deliveries, {queued} left queued or unacked)")  # fmt: skip
         print(f"  resends             {published - len(jobs)} messages beyond one per job; "
               f"the sweep resent {resent} requeued job(s), flagged {lost} lost")  # fmt: skip
         if result.failed:
