@@ -40,7 +40,8 @@ from workers.errors import (
 )
 from workers.keys import JobKeys, valid_id
 from workers.states import TERMINAL
-from workers.store import JobRecord, canonical_params, new_id
+from workers.store import CancelOutcome, CreateOutcome, JobRecord
+from workers.store.values import canonical_params, new_id
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit, poll and fetch jobs.")
 
@@ -217,7 +218,7 @@ class Jobs(MethodView):
                 None,
             )
         keys = JobKeys(g.tenant, data.get("id") or new_id())
-        outcome, created = jg.store.create_and_read(
+        outcome, created = jg.store.create(
             keys,
             job_type.name,
             params_json,
@@ -227,20 +228,20 @@ class Jobs(MethodView):
             max_attempts=job_type.max_attempts,
             watch=wait > 0,
         )
-        if outcome == "conflict":
+        if outcome is CreateOutcome.CONFLICT:
             raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")
-        if outcome == "tombstoned":
+        if outcome is CreateOutcome.TOMBSTONED:
             raise IdConflict(
                 f"Job id {keys.job_id!r} belonged to a job that expired; "
                 "it can be reused once its tombstone expires."
             )
-        if outcome == "too_many":
+        if outcome is CreateOutcome.TOO_MANY:
             raise TooManyJobs(
                 f"This tenant has {jg.settings.tenant_max_active} live jobs "
                 "(JOBGATE_TENANT_MAX_ACTIVE); submit again when one has ended.",
                 retry_after=TOO_MANY_RETRY_AFTER,
             )
-        if outcome == "created":
+        if outcome is CreateOutcome.CREATED:
             jg.enqueue(keys, job_type)
         record = created
         if wait > 0:
@@ -253,7 +254,7 @@ class Jobs(MethodView):
         if record is None:  # waited, or an idempotent replay: read it as it is now
             record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
         headers = {}
-        if outcome == "exists":
+        if outcome is CreateOutcome.EXISTS:
             headers["Idempotent-Replayed"] = "true"
         if applied:
             headers["Preference-Applied"] = applied
@@ -402,11 +403,11 @@ class Job(MethodView):
         jg = jobgate()
         keys = job_keys(job_id)
         outcome = jg.store.cancel(keys)
-        if outcome == "missing":
+        if outcome is CancelOutcome.MISSING:
             raise JobNotFound(f"No job {job_id!r}.")
-        if outcome == "gone":
+        if outcome is CancelOutcome.GONE:
             raise JobExpired(f"Job {job_id!r} has expired; its status and result are gone.")
-        if outcome == "deleted":
+        if outcome is CancelOutcome.DELETED:
             return Response(status=204)
         return job_response(jg.store.read(keys, poll=False, inline_max=0))
 

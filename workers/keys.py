@@ -115,12 +115,8 @@ class JobKeys:
         ]
 
     @classmethod
-    def from_member(cls, member: str) -> JobKeys:
-        """From a queue/due/requeue member, ``tenant:id``."""
-        return cls.from_task_arg(member)
-
-    @classmethod
     def from_task_arg(cls, arg: str) -> JobKeys:
+        """From a Celery message's argument, or a queue/due/requeue member: ``tenant:id``."""
         tenant, _, job_id = arg.partition(":")
         return cls(tenant, job_id)
 

@@ -34,7 +34,8 @@ from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
-from workers.store import JobStore, dumps
+from workers.store import JobStore
+from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
 # What a job module imports: ``ctx``'s type and the stop it may see raised.

@@ -9,8 +9,8 @@ if absent then
 end
 if not is_terminal(status) then
   local message = 'Cancelled by the user'
-  local err = error_json('CANCELLED_BY_USER', message, false)
-  if finish(now, 'FAILED', message, err, now) == 'gone' then
+  local err = error_json(CODE_CANCELLED_BY_USER, message)
+  if finish(now, STATUS_FAILED, message, err, now) == 'gone' then
     return {'gone'}
   end
   return {'cancelled'}

@@ -1,13 +1,13 @@
 -- A worker that is shutting down gives its running job back to the queue: the
 -- execution ends ('handed_back'), the job is INITIALIZED again and the sweep
 -- sends its message to another worker. Only the lease holder may.
--- ARGV[5]: how many hand-backs of the job spend no attempt (JOBGATE_MAX_HAND_BACKS);
+-- ARGS[1]: how many hand-backs of the job spend no attempt (JOBGATE_MAX_HAND_BACKS);
 -- past them a hand-back counts as an attempt, so a loop still ends.
 -- Returns {status_after, applied (0|1)}.
-local max_hand_backs = tonumber(ARGV[5])
+local max_hand_backs = tonumber(ARGS[1])
 local now = now_ms()
 local status = settle(now)
-if status ~= 'RUNNING' then
+if status ~= STATUS_RUNNING then
   return {status or 'missing', 0}
 end
 if TOKEN == '' or not owned() then

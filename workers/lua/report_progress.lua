@@ -1,15 +1,15 @@
 -- Progress, message and partial rows of a running job in one round trip; the
 -- answer tells the worker whether to go on. With nothing to write it is the
 -- watchdog's check.
--- ARGV[5..]: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
+-- ARGS: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
 -- The call renews the caller's lease; a caller whose lease another execution
 -- has taken over gets 'LEASE_LOST' and writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress}.
-local percent = tonumber(ARGV[5])
-local message, rows = ARGV[6], ARGV[7]
+local percent = tonumber(ARGS[1])
+local message, rows = ARGS[2], ARGS[3]
 local now = now_ms()
 local status = settle(now)
-if status ~= 'RUNNING' then
+if status ~= STATUS_RUNNING then
   return {status or 'missing', 0}
 end
 if not owned() then
@@ -37,9 +37,9 @@ if rows ~= '' then
   redis.call('PEXPIRE', K_PARTIAL, redis.call('PTTL', K_RECORD))
 end
 if changed then
-  notify('RUNNING', progress)
+  notify(STATUS_RUNNING, progress)
   if hget_num('poll_timeout') == 0 then
     renew_live_ttl()
   end
 end
-return {'RUNNING', progress}
+return {STATUS_RUNNING, progress}
