@@ -56,6 +56,13 @@ MAX_LOST_RESENDS = 3
 # Listing entries of gone jobs dropped by one create (a bounded cleanup).
 FORGET_BATCH = 100
 
+# -- progress -----------------------------------------------------------------
+
+# A job's progress is a percentage; DONE shows this one.
+PROGRESS_DONE = 100
+# A running job's progress never shows it done.
+PROGRESS_RUNNING_MAX = PROGRESS_DONE - 1
+
 # -- the record ---------------------------------------------------------------
 
 # Longest value written into a job's record hash (a worker's name): Redis keeps

@@ -28,7 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from workers import registry
+from workers import limits, registry
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
@@ -107,7 +107,7 @@ class JobContext:
             self._pending_message = message
         if percent != self._last_asked:
             self._last_asked = percent
-            self._current = max(0, min(100, int(percent)))
+            self._current = max(0, min(limits.PROGRESS_DONE, int(percent)))
         now = time.monotonic()
         since = now - self._last_write
         if (

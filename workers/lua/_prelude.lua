@@ -193,7 +193,7 @@ local function finish(now, status, message, err, finished_at)
   local expires = finished_at + hget_num('retention') * 1000
   local ttl = expires - now
   if err then
-    count('finished:FAILED:' .. cjson.decode(err)['code'])
+    count('finished:' .. STATUS_FAILED .. ':' .. cjson.decode(err)['code'])
   else
     count('finished:' .. status .. ':')
   end
@@ -209,11 +209,11 @@ local function finish(now, status, message, err, finished_at)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
     notify(status, 0, 1)
-    return 'gone'
+    return ABSENT_GONE
   end
   local progress = redis.call('HGET', K_RECORD, 'progress') or '0'
   if status == STATUS_DONE then
-    progress = '100'
+    progress = PROGRESS_DONE
     redis.call('PEXPIRE', K_RESULT, ttl)
   else
     redis.call('DEL', K_RESULT)
@@ -263,12 +263,12 @@ local function settle(now)
   local attempt = hget_num('attempt') - hget_num('handed_back')
   local max_attempts = math.max(1, hget_num('max_attempts'))
   if attempt < max_attempts then
-    return requeue(now, 'lost',
+    return requeue(now, RUN_LOST,
       string.format('Requeued: the worker of attempt %d of %d was lost', attempt, max_attempts))
   end
   local message = string.format(
     'Worker lost: the worker of attempt %d of %d stopped renewing its lease', attempt, max_attempts)
-  end_run(now, 'lost')
+  end_run(now, RUN_LOST)
   return finish(now, STATUS_FAILED, message, error_json(CODE_WORKER_LOST, message), now)
 end
 
@@ -282,14 +282,14 @@ end
 -- left: 410) or 'missing' (never issued, or long forgotten: 404).
 local function settle_or_absent(now)
   local status = settle(now)
-  if status == 'gone' then
-    return nil, 'gone'
+  if status == ABSENT_GONE then
+    return nil, ABSENT_GONE
   end
   if status == nil then
     if redis.call('EXISTS', K_TOMB) == 1 then
-      return nil, 'gone'
+      return nil, ABSENT_GONE
     end
-    return nil, 'missing'
+    return nil, ABSENT_MISSING
   end
   return status, nil
 end

@@ -7,22 +7,22 @@ local poll_timeout = tonumber(ARGS[3])
 local now = now_ms()
 
 local status = settle(now)
-if status and status ~= 'gone' then
+if status and status ~= ABSENT_GONE then
   local old = redis.call('HMGET', K_RECORD, 'type', 'params')
   if old[1] == job_type and old[2] == params then
     if ARGS[8] == '1' and not is_terminal(status) then
       ensure_stream(status, redis.call('HGET', K_RECORD, 'progress') or '0')
     end
-    return {'exists'}
+    return {CREATE_EXISTS}
   end
-  return {'conflict'}
+  return {CREATE_CONFLICT}
 end
 if redis.call('EXISTS', K_TOMB) == 1 then
-  return {'tombstoned'}
+  return {CREATE_TOMBSTONED}
 end
 local active = count_active(now)
 if active >= tonumber(ARGS[6]) then
-  return {'too_many', active}
+  return {CREATE_TOO_MANY, active}
 end
 
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
@@ -53,5 +53,5 @@ if ARGS[8] == '1' then
   last_id = ensure_stream(STATUS_INITIALIZED, '0')
 end
 -- What a read would answer, so that a submit needs no second round trip.
-return {'created', redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
+return {CREATE_CREATED, redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
   redis.call('ZRANK', K_QUEUE, MEMBER) or false}

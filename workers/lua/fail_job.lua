@@ -5,11 +5,11 @@
 -- Returns {status_after, applied}: FAILED when this call failed it, else the status it had.
 local now = now_ms()
 local status = settle(now)
-if status == nil or status == 'gone' or is_terminal(status) then
-  return {status or 'missing', 0}
+if status == nil or status == ABSENT_GONE or is_terminal(status) then
+  return {status or ABSENT_MISSING, 0}
 end
 if not owned() then
-  return {'LEASE_LOST', 0}
+  return {TAG_LEASE_LOST, 0}
 end
 local err = error_json(ARGS[1], ARGS[2])
 return {finish(now, STATUS_FAILED, ARGS[2], err, now), 1}

@@ -7,10 +7,10 @@ local outcome, payload = ARGS[1], ARGS[2]
 local now = now_ms()
 local status = settle(now)
 if status ~= STATUS_RUNNING then
-  return {status or 'missing', 0}
+  return {status or ABSENT_MISSING, 0}
 end
 if not owned() then
-  return {'LEASE_LOST', 0}
+  return {TAG_LEASE_LOST, 0}
 end
 if outcome == STATUS_DONE then
   local seconds = (now - hget_num('started')) / 1000

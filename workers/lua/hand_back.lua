@@ -8,12 +8,12 @@ local max_hand_backs = tonumber(ARGS[1])
 local now = now_ms()
 local status = settle(now)
 if status ~= STATUS_RUNNING then
-  return {status or 'missing', 0}
+  return {status or ABSENT_MISSING, 0}
 end
 if TOKEN == '' or not owned() then
-  return {'LEASE_LOST', 0}
+  return {TAG_LEASE_LOST, 0}
 end
 if hget_num('handed_back') < max_hand_backs then
   redis.call('HINCRBY', K_RECORD, 'handed_back', 1)
 end
-return {requeue(now, 'handed_back', 'Requeued: its worker shut down'), 1}
+return {requeue(now, RUN_HANDED_BACK, 'Requeued: its worker shut down'), 1}

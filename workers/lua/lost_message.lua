@@ -14,25 +14,25 @@ local now = now_ms()
 local status = settle(now)
 if status ~= STATUS_INITIALIZED or (redis.call('HGET', K_RECORD, 'msgs') or '1') ~= seq
     or redis.call('ZSCORE', K_REQUEUE, MEMBER) then
-  return {'skip'}
+  return {LOST_SKIP}
 end
 local absent = hget_num('absent')
 if absent == 0 or now < absent then
   redis.call('HSET', K_RECORD, 'absent', now)
-  return {'suspect'}
+  return {LOST_SUSPECT}
 end
 if now - absent < LOST_CONFIRM_MS then
-  return {'suspect'}
+  return {LOST_SUSPECT}
 end
 redis.call('HDEL', K_RECORD, 'absent')
 local lost = redis.call('HINCRBY', K_RECORD, 'lost', 1)
 if lost <= MAX_LOST_RESENDS then
-  redis.call('HSET', K_RECORD, 'resend', 'lost')
+  redis.call('HSET', K_RECORD, 'resend', RESEND_LOST)
   redis.call('ZADD', K_REQUEUE, now, MEMBER)
   redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
-  return {'requeued'}
+  return {LOST_REQUEUED}
 end
 local message = string.format(
   'Message lost: the broker lost this job\'s message %d times; it was not sent again', lost)
 finish(now, STATUS_FAILED, message, error_json(CODE_WORKER_LOST, message), now)
-return {'failed'}
+return {LOST_FAILED}

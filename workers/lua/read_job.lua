@@ -32,4 +32,4 @@ local position = false
 if status == STATUS_INITIALIZED then
   position = redis.call('ZRANK', K_QUEUE, MEMBER) or false
 end
-return {'ok', redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}
+return {TAG_OK, redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}

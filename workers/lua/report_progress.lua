@@ -10,10 +10,10 @@ local message, rows = ARGS[2], ARGS[3]
 local now = now_ms()
 local status = settle(now)
 if status ~= STATUS_RUNNING then
-  return {status or 'missing', 0}
+  return {status or ABSENT_MISSING, 0}
 end
 if not owned() then
-  return {'LEASE_LOST', 0}
+  return {TAG_LEASE_LOST, 0}
 end
 if TOKEN ~= '' then
   redis.call('PEXPIRE', K_LEASE, hget_num('lease_ms'))
@@ -21,7 +21,7 @@ end
 local progress = hget_num('progress')
 local changed = false
 if percent >= 0 then
-  local capped = math.min(99, math.floor(percent))
+  local capped = math.min(PROGRESS_RUNNING_MAX, math.floor(percent))
   if capped > progress then
     progress = capped
     redis.call('HSET', K_RECORD, 'progress', progress)

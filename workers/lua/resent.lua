@@ -9,7 +9,7 @@ redis.call('ZREM', K_REQUEUE, MEMBER)
 if redis.call('EXISTS', K_RECORD) == 0 then
   return {0}
 end
-local reason = redis.call('HGET', K_RECORD, 'resend') or 'requeued'
+local reason = redis.call('HGET', K_RECORD, 'resend') or RESEND_REQUEUED
 redis.call('HSET', K_RECORD, 'sent', now_ms(), 'msgs', math.max(seq, hget_num('msgs')))
 redis.call('HDEL', K_RECORD, 'absent', 'resend')
 count('resent:' .. reason)

@@ -7,13 +7,13 @@ local now = now_ms()
 local status = settle(now)
 if status == nil then
   unqueue()
-  return {'missing'}
+  return {ABSENT_MISSING}
 end
-if status == 'gone' then
-  return {'gone'}
+if status == ABSENT_GONE then
+  return {ABSENT_GONE}
 end
 if status ~= STATUS_INITIALIZED then
-  return {'skip', status}
+  return {TAG_SKIP, status}
 end
 -- Whatever happens next, this job no longer waits in the queue.
 unqueue()
@@ -30,4 +30,4 @@ end
 schedule_due()
 notify(STATUS_RUNNING, redis.call('HGET', K_RECORD, 'progress'))
 local fields = redis.call('HMGET', K_RECORD, 'type', 'params')
-return {'run', fields[1], fields[2], attempt}
+return {TAG_RUN, fields[1], fields[2], attempt}

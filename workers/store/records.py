@@ -24,7 +24,7 @@ class Execution:
     worker: str
     started_ms: int
     ended_ms: int | None = None
-    outcome: str | None = None  # DONE, FAILED, lost, handed_back
+    outcome: str | None = None  # DONE, FAILED, or a RunEnd (scripts.py)
 
     @classmethod
     def all_from(cls, raw: dict[str, str]) -> tuple[Execution, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_type_hints
 
 from workers import keys as keyspace
 from workers import limits
@@ -103,6 +103,8 @@ LUA_LIMITS: dict[str, int] = {
     "LOST_CONFIRM_MS": limits.LOST_CONFIRM_MS,
     "MAX_LOST_RESENDS": limits.MAX_LOST_RESENDS,
     "FORGET_BATCH": limits.FORGET_BATCH,
+    "PROGRESS_DONE": limits.PROGRESS_DONE,
+    "PROGRESS_RUNNING_MAX": limits.PROGRESS_RUNNING_MAX,
 }
 
 
@@ -113,10 +115,13 @@ def generated_prelude() -> str:
     lines.append(_lua_set("TERMINAL", TERMINAL))
     lines += [f"local CODE_{c.name} = {_lua_string(c.value)}" for c in ErrorCode]
     lines.append(_lua_set("RETRYABLE", RETRYABLE))
+    for prefix, outcomes in REPLY_TAGS.items():
+        lines += [f"local {prefix}_{o.name} = {_lua_string(o.value)}" for o in outcomes]
     lines += [f"local {name} = {value}" for name, value in LUA_LIMITS.items()]
     lines += [f"local {name} = KEYS[{i}]" for i, (name, _build) in enumerate(SCRIPT_KEYS, start=1)]
+    hints = get_type_hints(CommonArgs)
     for i, field in enumerate(CommonArgs._fields, start=1):
-        numeric = CommonArgs.__annotations__[field] == "int"
+        numeric = hints[field] is int
         value = f"tonumber(ARGV[{i}])" if numeric else f"ARGV[{i}]"
         lines.append(f"local {field.upper()} = {value}")
     lines.append(f"local ARGS = {{unpack(ARGV, {len(CommonArgs._fields) + 1})}}")
@@ -131,6 +136,15 @@ def lua_source(name: str) -> str:
 
 
 # -- replies ----------------------------------------------------------------
+
+
+class Tag(enum.StrEnum):
+    """The first element of a reply that is neither a status nor an outcome below."""
+
+    OK = "ok"  # read_job: the record follows
+    RUN = "run"  # start_job: the job to run follows
+    SKIP = "skip"  # start_job: not queued, its status follows
+    LEASE_LOST = "LEASE_LOST"  # the caller's lease was taken over: it writes nothing
 
 
 class Absent(enum.StrEnum):
@@ -168,6 +182,22 @@ class LostOutcome(enum.StrEnum):
     FAILED = "failed"  # lost too often: FAILED/WORKER_LOST
 
 
+class RunEnd(enum.StrEnum):
+    """How an execution ended short of its job's end (the record's ``run:<n>``,
+    the ``jobgate_jobs_requeued`` label); an execution that ended its job ends
+    with the job's status."""
+
+    LOST = "lost"  # its worker stopped renewing the lease
+    HANDED_BACK = "handed_back"  # its worker shut down and gave the job back
+
+
+class ResendReason(enum.StrEnum):
+    """Why the sweep sent a job's message again (``jobgate_messages_resent`` label)."""
+
+    REQUEUED = "requeued"  # after a lost execution or a hand-back
+    LOST = "lost"  # the message itself was lost
+
+
 class Applied(NamedTuple):
     """The reply of fail_job, finish_job and hand_back: the job's status after
     the call (or 'missing', 'gone', 'LEASE_LOST'), and whether the call changed it."""
@@ -191,10 +221,10 @@ class StartReply(NamedTuple):
 
     @classmethod
     def parse(cls, reply: list[Any]) -> StartReply:
-        if reply[0] == "run":
+        if reply[0] == Tag.RUN:
             _, job_type, params_json, attempt = reply
             return cls(True, Status.RUNNING.value, job_type, params_json, int(attempt))
-        status = reply[1] if reply[0] == "skip" else reply[0]
+        status = reply[1] if reply[0] == Tag.SKIP else reply[0]
         return cls(False, str(status))
 
 
@@ -219,3 +249,15 @@ class ReadReply(NamedTuple):
             now_ms=int(now),
             queue_position=None if position is None else int(position),
         )
+
+
+# The reply tags the prelude names, by prefix: ABSENT_GONE = 'gone', ...
+REPLY_TAGS: dict[str, type[enum.StrEnum]] = {
+    "TAG": Tag,
+    "ABSENT": Absent,
+    "CREATE": CreateOutcome,
+    "CANCEL": CancelOutcome,
+    "LOST": LostOutcome,
+    "RUN": RunEnd,
+    "RESEND": ResendReason,
+}
