@@ -293,3 +293,17 @@ local function settle_or_absent(now)
   end
   return status, nil
 end
+
+-- A worker's write to its running job: nil when the job runs and the caller
+-- owns it, else the reply that refuses the write ({status_or_'missing'|'gone'
+-- |'LEASE_LOST', 0}).
+local function refuse_unless_owned_running(now)
+  local status = settle(now)
+  if status ~= STATUS_RUNNING then
+    return {status or ABSENT_MISSING, 0}
+  end
+  if not owned() then
+    return {TAG_LEASE_LOST, 0}
+  end
+  return nil
+end

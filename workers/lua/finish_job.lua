@@ -5,12 +5,9 @@
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}.
 local outcome, payload = ARGS[1], ARGS[2]
 local now = now_ms()
-local status = settle(now)
-if status ~= STATUS_RUNNING then
-  return {status or ABSENT_MISSING, 0}
-end
-if not owned() then
-  return {TAG_LEASE_LOST, 0}
+local refused = refuse_unless_owned_running(now)
+if refused then
+  return refused
 end
 if outcome == STATUS_DONE then
   local seconds = (now - hget_num('started')) / 1000

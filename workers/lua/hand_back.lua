@@ -6,11 +6,11 @@
 -- Returns {status_after, applied (0|1)}.
 local max_hand_backs = tonumber(ARGS[1])
 local now = now_ms()
-local status = settle(now)
-if status ~= STATUS_RUNNING then
-  return {status or ABSENT_MISSING, 0}
+local refused = refuse_unless_owned_running(now)
+if refused then
+  return refused
 end
-if TOKEN == '' or not owned() then
+if TOKEN == '' then
   return {TAG_LEASE_LOST, 0}
 end
 if hget_num('handed_back') < max_hand_backs then

@@ -8,12 +8,9 @@
 local percent = tonumber(ARGS[1])
 local message, rows = ARGS[2], ARGS[3]
 local now = now_ms()
-local status = settle(now)
-if status ~= STATUS_RUNNING then
-  return {status or ABSENT_MISSING, 0}
-end
-if not owned() then
-  return {TAG_LEASE_LOST, 0}
+local refused = refuse_unless_owned_running(now)
+if refused then
+  return refused
 end
 if TOKEN ~= '' then
   redis.call('PEXPIRE', K_LEASE, hget_num('lease_ms'))
