@@ -14,6 +14,7 @@ from workers.store.connection import backend_errors, redis_client
 from workers.store.records import Execution, JobRecord, Started
 from workers.store.scripts import CancelOutcome, CreateOutcome
 from workers.store.transitions import Created, JobStore
+from workers.store.values import canonical_params, dumps, new_id
 
 __all__ = [
     "CancelOutcome",
@@ -24,5 +25,8 @@ __all__ = [
     "JobStore",
     "Started",
     "backend_errors",
+    "canonical_params",
+    "dumps",
+    "new_id",
     "redis_client",
 ]
