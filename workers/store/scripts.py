@@ -241,7 +241,12 @@ class ReadReply(NamedTuple):
     def parse(cls, reply: list[Any]) -> ReadReply | Absent:
         if reply[0] in (Absent.MISSING, Absent.GONE):
             return Absent(reply[0])
-        _, flat, result_json, last_event_id, now, position = reply
+        return cls.after_tag(reply[1:])
+
+    @classmethod
+    def after_tag(cls, fields: list[Any]) -> ReadReply:
+        """From what follows read_job's 'ok' (or create_job's 'created')."""
+        flat, result_json, last_event_id, now, position = fields
         return cls(
             fields=dict(zip(flat[::2], flat[1::2], strict=True)),
             result_json=result_json or None,

@@ -92,7 +92,7 @@ class JobStore(Recovery, Liveness):
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
             return Created(outcome)
-        return Created(outcome, _record_or_raise(keys, ["ok", *reply[1:]]))
+        return Created(outcome, JobRecord.from_reply(keys, ReadReply.after_tag(reply[1:])))
 
     @backend_errors
     def discard(self, keys: JobKeys) -> None:
