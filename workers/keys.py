@@ -103,7 +103,8 @@ class JobKeys:
         return f"{self.record}:lease"
 
     def all(self) -> list[str]:
-        """In the fixed order every Lua script receives them as KEYS."""
+        """The job's own keys, first among every script's KEYS in this order
+        (``SCRIPT_KEYS``, workers/store/scripts.py)."""
         return [
             self.record,
             self.heartbeat,
