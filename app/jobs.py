@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -12,8 +11,9 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import service
 from app.context import jobgate
-from app.documents import json_response, links, public_error, retry_after, status_document
+from app.documents import json_response, public_error, retry_after, status_document
 from app.formats import choose_format, format_partial_rows, format_result
 from app.schemas import (
     MAX_WAIT,
@@ -29,30 +29,20 @@ from app.schemas import (
 )
 from workers import registry
 from workers.errors import (
-    IdConflict,
     JobExpired,
     JobFailed,
     JobNotFound,
     MalformedJSON,
-    TooManyJobs,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from workers.keys import JobKeys, valid_id
-from workers.states import TERMINAL
-from workers.store import JobRecord, canonical_params, new_id
+from workers.store import CancelOutcome, CreateOutcome, JobRecord
+from workers.store.values import new_id
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit, poll and fetch jobs.")
 
-# How many index entries one listing page may examine: each costs a record
-# read in Redis (~0.09 ms of its CPU), and 1,000 of them (70 ms) slowed every
-# other tenant's polls. A filtered page that reaches it ends short, with a cursor.
-LIST_SCAN_LIMIT = 200
-# params may nest this deep (JSON objects and lists), no deeper.
-MAX_PARAMS_DEPTH = 32
 RESULTS_BODY = ResultsBodySchema()
-# Seconds a client refused for TOO_MANY_JOBS should wait before trying again.
-TOO_MANY_RETRY_AFTER = 5
 
 HEADERS = {
     "Location": {
@@ -163,19 +153,6 @@ def job_response(
     return json_response(doc, 202, headers)
 
 
-def wait_until_terminal(keys: JobKeys, after_id: str, seconds: float) -> None:
-    """Block (no polling) until the job is terminal or ``seconds`` have passed."""
-    store = jobgate().store
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        event = store.wait_for_event(keys, after_id, remaining)
-        if event is None:
-            return
-        after_id, status = event
-        if status in TERMINAL:
-            return
-
-
 @blp.route("/jobs")
 class Jobs(MethodView):
     @blp.arguments(ListQuery(), location="query", as_kwargs=True)
@@ -183,8 +160,13 @@ class Jobs(MethodView):
     @_problems(401, 422, 503)
     def get(self, limit: int, **filters: Any) -> Response:
         """List the caller's jobs, newest first (not a poll: heartbeats are not renewed)."""
-        records, cursor = list_jobs(
-            g.tenant, limit, filters.get("cursor"), filters.get("status"), filters.get("type")
+        records, cursor = service.list_jobs(
+            jobgate().store,
+            g.tenant,
+            limit,
+            filters.get("cursor"),
+            filters.get("status"),
+            filters.get("type"),
         )
         expose = jobgate().settings.expose_tracebacks
         jobs = [status_document(r, expose_tracebacks=expose) for r in records]
@@ -208,7 +190,8 @@ class Jobs(MethodView):
         data = load_submit(read_json_body())
         job_type = registry.get(data["type"])
         assert job_type is not None  # the per-type schema only admits registered types
-        params_json = stored_params(job_type.params_schema.dump(data["params"]))
+        params = job_type.params_schema.dump(data["params"])
+        params_json = service.stored_params(params, jg.settings.max_params_bytes)
 
         wait, applied = data.get("wait"), None
         if wait is None:
@@ -217,30 +200,16 @@ class Jobs(MethodView):
                 None,
             )
         keys = JobKeys(g.tenant, data.get("id") or new_id())
-        outcome, created = jg.store.create_and_read(
+        outcome, created = service.create_job(
+            jg.store,
             keys,
-            job_type.name,
+            job_type,
             params_json,
             poll_timeout=data["poll_timeout"],
             retention=data["retention"],
-            max_runtime=job_type.runtime_limit(jg.settings.max_runtime),
-            max_attempts=job_type.max_attempts,
             watch=wait > 0,
         )
-        if outcome == "conflict":
-            raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")
-        if outcome == "tombstoned":
-            raise IdConflict(
-                f"Job id {keys.job_id!r} belonged to a job that expired; "
-                "it can be reused once its tombstone expires."
-            )
-        if outcome == "too_many":
-            raise TooManyJobs(
-                f"This tenant has {jg.settings.tenant_max_active} live jobs "
-                "(JOBGATE_TENANT_MAX_ACTIVE); submit again when one has ended.",
-                retry_after=TOO_MANY_RETRY_AFTER,
-            )
-        if outcome == "created":
+        if outcome is CreateOutcome.CREATED:
             jg.enqueue(keys, job_type)
         record = created
         if wait > 0:
@@ -248,12 +217,12 @@ class Jobs(MethodView):
             # replays cannot park threads past its share either.
             with jg.wait_slots.claim(g.tenant) as may_wait:
                 if may_wait:
-                    wait_until_terminal(keys, "0-0", wait)
+                    service.wait_until_terminal(jg.store, keys, "0-0", wait)
                     record = None
         if record is None:  # waited, or an idempotent replay: read it as it is now
             record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
         headers = {}
-        if outcome == "exists":
+        if outcome is CreateOutcome.EXISTS:
             headers["Idempotent-Replayed"] = "true"
         if applied:
             headers["Preference-Applied"] = applied
@@ -263,98 +232,6 @@ class Jobs(MethodView):
 def _field_errors(exc: ValidationError) -> dict[str, Any]:
     messages = exc.messages
     return messages if isinstance(messages, dict) else {"_schema": messages}
-
-
-def list_jobs(
-    tenant: str, limit: int, cursor: str | None, status: str | None, job_type: str | None
-) -> tuple[list[JobRecord], str | None]:
-    """A page of the tenant's jobs, newest first, keyed by an index score.
-
-    New jobs get higher scores than any cursor, so paging while jobs are added
-    has no duplicates and no gaps. With filters, at most LIST_SCAN_LIMIT index
-    entries are examined per page; a short page with a cursor means "go on".
-    """
-    store = jobgate().store
-    before = float(cursor) if cursor else None
-    # Filters skip entries, so read ahead more of the index per round trip.
-    batch_size = limit * 4 if (status or job_type) else limit
-    found: list[JobRecord] = []
-    scanned = 0
-    while len(found) < limit and scanned < LIST_SCAN_LIMIT:
-        batch_size = min(batch_size, LIST_SCAN_LIMIT - scanned)
-        batch = store.list_ids(tenant, before, batch_size)
-        records = store.read_many([JobKeys(tenant, i) for i, _ in batch], poll=False, inline_max=0)
-        gone = []
-        for (job_id, score), record in zip(batch, records, strict=True):
-            before, scanned = score, scanned + 1
-            if not isinstance(record, JobRecord):
-                gone.append(job_id)
-            elif status in (None, record.status) and job_type in (None, record.type):
-                found.append(record)
-                if len(found) == limit:
-                    break
-        store.forget(tenant, gone)
-        if len(batch) < batch_size and len(found) < limit:
-            return found, None  # the end of the index
-    return found, None if before is None else str(int(before))
-
-
-def several_results(tenant: str, ids: list[str]) -> dict[str, Any]:
-    jg = jobgate()
-    valid = [i for i in ids if valid_id(i)]
-    records = jg.store.read_many(
-        [JobKeys(tenant, i) for i in valid], poll=True, inline_max=jg.settings.inline_result_bytes
-    )
-    answers: dict[str, Any] = {i: {"status": "NOT_FOUND"} for i in ids}
-    for job_id, record in zip(valid, records, strict=True):
-        if isinstance(record, JobExpired):
-            answers[job_id] = {"status": "EXPIRED"}
-        elif isinstance(record, JobRecord):
-            answers[job_id] = result_entry(record, jg.settings.expose_tracebacks)
-    return answers
-
-
-def result_entry(record: JobRecord, expose_tracebacks: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {"status": record.status.value}
-    if not record.status.terminal:
-        entry["progress"] = record.progress
-    elif record.error is not None:
-        entry["error"] = public_error(record.error, expose_tracebacks=expose_tracebacks)
-    elif record.result_json is not None:
-        entry["result"] = orjson.Fragment(record.result_json)
-    else:  # too large to inline
-        entry["links"] = {"result": links(record.job_id)["result"]}
-    return entry
-
-
-def depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (iteratively: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        if children:
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
-def stored_params(params: dict[str, Any]) -> str:
-    """The params as Redis will hold them, within the limits of size and depth."""
-    if depth(params) > MAX_PARAMS_DEPTH:
-        raise ValidationFailed({"params": [f"Nested deeper than {MAX_PARAMS_DEPTH} levels."]})
-    try:
-        text = canonical_params(params)
-    except orjson.JSONEncodeError:
-        raise ValidationFailed({"params": ["Numbers must fit in 64 bits."]}) from None
-    limit = jobgate().settings.max_params_bytes
-    if len(text.encode()) > limit:
-        raise ValidationFailed(
-            {"params": [f"Over {limit} bytes as JSON (JOBGATE_MAX_PARAMS_BYTES)."]}
-        )
-    return text
 
 
 def load_submit(body: Any) -> dict[str, Any]:
@@ -402,11 +279,11 @@ class Job(MethodView):
         jg = jobgate()
         keys = job_keys(job_id)
         outcome = jg.store.cancel(keys)
-        if outcome == "missing":
+        if outcome is CancelOutcome.MISSING:
             raise JobNotFound(f"No job {job_id!r}.")
-        if outcome == "gone":
+        if outcome is CancelOutcome.GONE:
             raise JobExpired(f"Job {job_id!r} has expired; its status and result are gone.")
-        if outcome == "deleted":
+        if outcome is CancelOutcome.DELETED:
             return Response(status=204)
         return job_response(jg.store.read(keys, poll=False, inline_max=0))
 
@@ -423,7 +300,7 @@ class JobResults(MethodView):
     def get(self, ids: str) -> Response:
         """Several jobs' results at once (each read is a poll)."""
         wanted = list(dict.fromkeys(i for i in ids.split(",") if i))
-        return json_response(several_results(g.tenant, wanted))
+        return json_response(service.several_results(jobgate().store, g.tenant, wanted))
 
     @blp.doc(
         requestBody={
@@ -447,7 +324,7 @@ class JobResults(MethodView):
         if data is None:
             raise ValidationFailed({"_schema": ["The body must be a JSON object."]})
         wanted = list(dict.fromkeys(data["ids"]))
-        return json_response(several_results(g.tenant, wanted))
+        return json_response(service.several_results(jobgate().store, g.tenant, wanted))
 
 
 @blp.route("/jobs/<job_id>/result")

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from workers import limits
 from workers.errors import BackendUnavailable
 from workers.store import JobStore
 
@@ -76,7 +77,8 @@ class JobgateCollector(Collector):
         messages.add_metric([queue], snapshot["messages"])
         yield messages
         workers = GaugeMetricFamily(
-            "jobgate_workers_alive", "Workers that wrote a heartbeat in the last 30 s."
+            "jobgate_workers_alive",
+            f"Workers that wrote a heartbeat in the last {limits.WORKER_ALIVE_S} s.",
         )
         workers.add_metric([], snapshot["workers"])
         yield workers

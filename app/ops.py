@@ -11,12 +11,10 @@ from app.context import jobgate
 from app.documents import json_response
 from app.metrics import prometheus_text
 from app.schemas import HealthSchema
+from workers import limits
 from workers.errors import BackendUnavailable
 
 blp = Blueprint("ops", __name__, description="Health and readiness.")
-
-# A worker counts as present when it has written its heartbeat this recently.
-WORKER_SEEN_WITHIN = 30
 
 
 @blp.route("/healthz")
@@ -41,11 +39,11 @@ class Ready(MethodView):
     @blp.alt_response(200, schema=HealthSchema, description="Redis answers and a worker was seen.")
     @blp.alt_response(503, schema=HealthSchema, description="Not ready.")
     def get(self) -> Response:
-        """Readiness: Redis answers and a worker was seen within 30 s."""
+        """Readiness: Redis answers and a worker was seen within WORKER_ALIVE_S (limits.py)."""
         store = jobgate().store
         try:
             store.ping()
-            workers = store.workers_seen(WORKER_SEEN_WITHIN)
+            workers = store.workers_seen(limits.WORKER_ALIVE_S)
         except BackendUnavailable:
             return json_response({"status": "unavailable", "redis": False, "workers": []}, 503)
         ready = bool(workers)

@@ -12,13 +12,14 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.formats import FORMATS
+from workers import limits
 from workers.config import Settings
 from workers.keys import ID_PATTERN, valid_id
 from workers.registry import JobType
 from workers.states import ErrorCode, Status
 
-MAX_WAIT = 60
-MAX_POLL_WAIT = 30
+MAX_WAIT = limits.MAX_WAIT_S
+MAX_POLL_WAIT = limits.MAX_POLL_WAIT_S
 MAX_LIST_LIMIT = 100
 MAX_RESULTS_IDS = 100
 

@@ -103,7 +103,8 @@ class JobKeys:
         return f"{self.record}:lease"
 
     def all(self) -> list[str]:
-        """In the fixed order every Lua script receives them as KEYS."""
+        """The job's own keys, first among every script's KEYS in this order
+        (``SCRIPT_KEYS``, workers/store/scripts.py)."""
         return [
             self.record,
             self.heartbeat,
@@ -115,12 +116,8 @@ class JobKeys:
         ]
 
     @classmethod
-    def from_member(cls, member: str) -> JobKeys:
-        """From a queue/due/requeue member, ``tenant:id``."""
-        return cls.from_task_arg(member)
-
-    @classmethod
     def from_task_arg(cls, arg: str) -> JobKeys:
+        """From a Celery message's argument, or a queue/due/requeue member: ``tenant:id``."""
         tenant, _, job_id = arg.partition(":")
         return cls(tenant, job_id)
 

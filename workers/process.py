@@ -24,13 +24,14 @@ from typing import Any
 
 from celery import signals
 
+from workers import limits
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.store import JobStore
 
 log = logging.getLogger(__name__)
 
-WORKER_HEARTBEAT_SECONDS = 10
+WORKER_HEARTBEAT_SECONDS = limits.WORKER_ALIVE_EVERY_S
 
 
 def _shared_double() -> ctypes.c_double:

@@ -28,13 +28,14 @@ from tenacity import (
     wait_exponential,
 )
 
-from workers import registry
+from workers import limits, registry
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
-from workers.store import JobStore, dumps
+from workers.store import JobStore
+from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
 # What a job module imports: ``ctx``'s type and the stop it may see raised.
@@ -106,7 +107,7 @@ class JobContext:
             self._pending_message = message
         if percent != self._last_asked:
             self._last_asked = percent
-            self._current = max(0, min(100, int(percent)))
+            self._current = max(0, min(limits.PROGRESS_DONE, int(percent)))
         now = time.monotonic()
         since = now - self._last_write
         if (

@@ -1,7 +1,9 @@
 """The four statuses, the error codes, and the Celery-state mapping.
 
 This module is the one place that knows how Celery's task states map to
-Jobgate's statuses (docs/api.md §1); everything else asks it.
+Jobgate's statuses (docs/api.md §1); everything else asks it. The Lua scripts
+get the statuses, TERMINAL, the codes and RETRYABLE from here, through the
+prelude that workers/store/scripts.py renders.
 """
 
 from __future__ import annotations

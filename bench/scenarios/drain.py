@@ -45,7 +45,8 @@ from workers import registry
 from workers.broker import queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
-from workers.store import canonical_params
+from workers.store import CreateOutcome
+from workers.store.values import canonical_params
 
 JOBS = 5_000
 POLL_EVERY = 0.01
@@ -90,7 +91,7 @@ def submit_jobgate(app: Flask, count: int, prefix: str, **job: Any) -> list[JobK
     created = []
     for i in range(count):
         keys = JobKeys("default", f"{prefix}-{i}")
-        outcome = service.store.create(
+        outcome, _record = service.store.create(
             keys,
             job_type.name,
             params_json,
@@ -98,7 +99,7 @@ def submit_jobgate(app: Flask, count: int, prefix: str, **job: Any) -> list[JobK
             retention=job.get("retention", service.settings.retention_default),
             max_runtime=max_runtime,
         )
-        if outcome != "created":
+        if outcome is not CreateOutcome.CREATED:
             raise BenchError(f"create answered {outcome!r}")
         service.enqueue(keys, job_type)
         created.append(keys)

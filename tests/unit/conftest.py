@@ -18,7 +18,7 @@ from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, TOMBSTONE_T
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.states import ErrorCode
-from workers.store import JobStore
+from workers.store import CreateOutcome, JobStore
 
 _ids = itertools.count(1)
 
@@ -77,7 +77,7 @@ def make_job(store: JobStore) -> MakeJob:
             retention=retention,
             max_runtime=MAX_RUNTIME,
         )
-        assert created == "created"
+        assert created.outcome is CreateOutcome.CREATED
         if status == "INITIALIZED":
             return job
         assert store.start(job).run

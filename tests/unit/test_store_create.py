@@ -16,21 +16,23 @@ from tests.unit.helpers import (
 )
 from workers import keys as keyspace
 from workers.keys import JobKeys
-from workers.store import JobStore
+from workers.store import CreateOutcome, JobStore
 
 
-def create(store: JobStore, keys: JobKeys, params_json: str = '{"n":3}', **clocks: int) -> str:
+def create(
+    store: JobStore, keys: JobKeys, params_json: str = '{"n":3}', **clocks: int
+) -> CreateOutcome:
     values: dict[str, Any] = {
         "poll_timeout": POLL_TIMEOUT,
         "retention": RETENTION,
         "max_runtime": MAX_RUNTIME,
     }
     values.update(clocks)
-    return store.create(keys, "demo.count", params_json, **values)
+    return store.create(keys, "demo.count", params_json, **values).outcome
 
 
 def test_created_job_has_a_queued_record(store: JobStore, client: Any, keys: JobKeys) -> None:
-    assert create(store, keys) == "created"
+    assert create(store, keys) is CreateOutcome.CREATED
 
     record = record_hash(client, keys)
     assert record["type"] == "demo.count"
@@ -82,7 +84,7 @@ def test_created_job_leaves_no_key_without_ttl(store: JobStore, client: Any, key
 def test_job_without_poll_timeout_has_no_heartbeat(
     store: JobStore, client: Any, keys: JobKeys
 ) -> None:
-    assert create(store, keys, poll_timeout=0) == "created"
+    assert create(store, keys, poll_timeout=0) is CreateOutcome.CREATED
 
     assert not client.exists(keys.heartbeat)
     assert "deadline" not in record_hash(client, keys)
@@ -94,14 +96,14 @@ def test_same_id_and_payload_again_is_exists(store: JobStore, client: Any, keys:
     create(store, keys)
     before = record_hash(client, keys)
 
-    assert create(store, keys) == "exists"
+    assert create(store, keys) is CreateOutcome.EXISTS
     assert record_hash(client, keys) == before
 
 
 def test_same_id_with_other_params_is_conflict(store: JobStore, client: Any, keys: JobKeys) -> None:
     create(store, keys)
 
-    assert create(store, keys, params_json='{"n":4}') == "conflict"
+    assert create(store, keys, params_json='{"n":4}') is CreateOutcome.CONFLICT
     assert record_hash(client, keys)["params"] == '{"n":3}'
 
 
@@ -116,7 +118,7 @@ def test_same_id_with_other_type_is_conflict(store: JobStore, keys: JobKeys) -> 
         retention=RETENTION,
         max_runtime=MAX_RUNTIME,
     )
-    assert reply == "conflict"
+    assert reply.outcome is CreateOutcome.CONFLICT
 
 
 def test_replay_of_a_finished_job_is_exists(
@@ -124,7 +126,7 @@ def test_replay_of_a_finished_job_is_exists(
 ) -> None:
     job = make_job("DONE")
 
-    assert create(store, job) == "exists"
+    assert create(store, job) is CreateOutcome.EXISTS
     assert record_hash(client, job)["status"] == "DONE"
 
 
@@ -132,7 +134,7 @@ def test_id_whose_record_expired_is_tombstoned(store: JobStore, client: Any, key
     create(store, keys)
     client.delete(keys.record, keys.heartbeat)  # the record's retention ran out
 
-    assert create(store, keys) == "tombstoned"
+    assert create(store, keys) is CreateOutcome.TOMBSTONED
     assert not client.exists(keys.record)
 
 

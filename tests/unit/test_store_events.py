@@ -10,10 +10,9 @@ import pytest
 from tests.unit.helpers import MakeJob
 from workers.errors import JobExpired
 from workers.keys import JobKeys
+from workers.limits import EVENTS_TTL_MS
 from workers.states import ErrorCode
 from workers.store import JobStore
-
-EVENTS_TTL_MS = 65_000
 
 
 def stream_id(entry_id: str) -> tuple[int, int]:

@@ -18,14 +18,9 @@ from workers import keys as keyspace
 from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
+from workers.limits import LOST_CONFIRM_MS, LOST_MESSAGE_GRACE_MS, MAX_LOST_RESENDS
 from workers.states import ErrorCode, Status
-from workers.store import (
-    LOST_CONFIRM_MS,
-    LOST_MESSAGE_GRACE_MS,
-    MAX_LOST_RESENDS,
-    JobStore,
-    Started,
-)
+from workers.store import CreateOutcome, JobStore, Started
 
 
 def create(store: JobStore, keys: JobKeys, max_attempts: int = 3, poll_timeout: int = 0) -> None:
@@ -38,7 +33,7 @@ def create(store: JobStore, keys: JobKeys, max_attempts: int = 3, poll_timeout: 
         max_runtime=MAX_RUNTIME,
         max_attempts=max_attempts,
     )
-    assert created == "created"
+    assert created.outcome is CreateOutcome.CREATED
 
 
 def started(store: JobStore, keys: JobKeys, worker: str = "w1") -> Started:

@@ -25,7 +25,7 @@ from workers.keys import JobKeys
 from workers.process import ProcessState
 from workers.runtime import JobContext
 from workers.states import ErrorCode, Status
-from workers.store import JobStore
+from workers.store import CancelOutcome, JobStore
 from workers.watchdog import (
     INTERRUPT_SIGNAL,
     Duty,
@@ -181,7 +181,7 @@ def test_a_running_job_or_one_not_looked_at_goes_on(running: RunningJob, seen: s
 
 
 def test_a_cancelled_job_is_stopped_with_its_status(store: JobStore, running: RunningJob) -> None:
-    assert store.cancel(running.keys) == "cancelled"
+    assert store.cancel(running.keys) is CancelOutcome.CANCELLED
 
     verdict = check_duties(running)
 

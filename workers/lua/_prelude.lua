@@ -1,29 +1,15 @@
--- Shared by every Jobgate script (prepended by workers/store.py).
--- KEYS, always in this order (workers/store.py JobStore._keys): the job's own
--- keys (one hash slot), then the shared indexes.
-local K_RECORD, K_HB, K_RESULT, K_PARTIAL, K_EVENTS, K_TOMB, K_LEASE =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local K_QUEUE, K_TENANT, K_SEQ, K_ACTIVE, K_STATS = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local K_LISTED, K_DUE, K_REQUEUE = KEYS[13], KEYS[14], KEYS[15]
--- ARGV[1..4] are common to every script; its own start at ARGV[5].
-local ERROR_ID = ARGV[1]                   -- id for an error this call may create
-local TOMB_TTL_MS = tonumber(ARGV[2]) * 1000
-local INDEX_TTL_MS = tonumber(ARGV[3]) * 1000  -- the longest a job can live
--- The lease token of the execution that calls ('' = not a worker's execution).
-local TOKEN = ARGV[4]
-local STATS_TTL_MS = 30 * 24 * 3600 * 1000
+-- The Lua functions every Jobgate script shares. The generated prelude
+-- (workers/store/scripts.py) comes first: the statuses (STATUS_*), TERMINAL,
+-- the error codes (CODE_*) and RETRYABLE (workers/states.py), the windows and
+-- limits (workers/limits.py), the KEYS (K_RECORD, ...), the common ARGV
+-- (ERROR_ID, TOMB_TTL_MS, INDEX_TTL_MS, TOKEN) and ARGS, the script's own
+-- arguments.
 
 -- 'tenant:id' (the queue's member) and 'id' (the tenant index's member).
 local MEMBER = string.match(K_RECORD, '{(.*)}$')
 local JOB_ID = string.match(MEMBER, '^[^:]*:(.*)$')
 
--- A waiter reads the record before it blocks on the stream, so the stream only
--- has to outlive the longest wait (60 s) after its last event.
-local EVENTS_TTL_MS = 65000
--- After the end, only a waiter that read the record a moment before needs the
--- final event; a stream costs ~4.7 KB however short, so it goes soon.
-local FINAL_EVENT_TTL_MS = 2000
-
+-- Redis's clock in ms (workers/store/values.py redis_ms reads TIME the same way).
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,7 +20,7 @@ local function hget_num(field)
 end
 
 local function is_terminal(status)
-  return status == 'DONE' or status == 'FAILED'
+  return TERMINAL[status] == true
 end
 
 -- Wake every waiter blocked on the job's stream. The stream exists only while
@@ -63,8 +49,17 @@ local function ensure_stream(status, progress)
   return id
 end
 
-local function error_json(code, message, retryable)
-  return cjson.encode({id = ERROR_ID, code = code, message = message, retryable = retryable})
+-- An error of ``code``; whether it is retryable is the code's (RETRYABLE).
+local function error_json(code, message)
+  return cjson.encode({id = ERROR_ID, code = code, message = message,
+    retryable = RETRYABLE[code] == true})
+end
+
+-- A poll: the job's heartbeat lives ``poll_timeout`` seconds from ``now``,
+-- and the record keeps the deadline it sets.
+local function set_heartbeat(now, poll_timeout)
+  redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
+  redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
 end
 
 -- The tenant's live jobs, scored by when each stops being live unless renewed:
@@ -93,7 +88,7 @@ end
 
 -- Drop (a bounded number of) listing entries whose jobs have left no key.
 local function forget_expired(now)
-  local gone = redis.call('ZRANGEBYSCORE', K_LISTED, '-inf', now, 'LIMIT', 0, 100)
+  local gone = redis.call('ZRANGEBYSCORE', K_LISTED, '-inf', now, 'LIMIT', 0, FORGET_BATCH)
   if #gone > 0 then
     redis.call('ZREM', K_TENANT, unpack(gone))
     redis.call('ZREM', K_LISTED, unpack(gone))
@@ -152,7 +147,7 @@ local function schedule_due()
       next_ms = lease_at
     end
   end
-  if next_ms == 0 and redis.call('HGET', K_RECORD, 'status') == 'INITIALIZED' then
+  if next_ms == 0 and redis.call('HGET', K_RECORD, 'status') == STATUS_INITIALIZED then
     next_ms = now_ms() + math.max(1, redis.call('PTTL', K_RECORD)) / 2
   end
   if next_ms == 0 then
@@ -166,7 +161,8 @@ end
 -- The record keeps every execution, so two that overlapped would show: for
 -- attempt n, 'run:n' = '<start ms>' while it runs, '<start> <end> <outcome>'
 -- after, and 'run:n:w' = its worker. Short values keep the record hash in
--- Redis's compact encoding (listpack: every value at most 64 bytes).
+-- Redis's compact encoding (listpack: every value at most RECORD_VALUE_MAX
+-- bytes, workers/limits.py).
 local function end_run(now, outcome)
   local field = 'run:' .. hget_num('attempt')
   local run = redis.call('HGET', K_RECORD, field)
@@ -181,14 +177,14 @@ local function requeue(now, outcome, message)
   end_run(now, outcome)
   redis.call('HDEL', K_RECORD, 'lease')
   redis.call('DEL', K_LEASE)
-  redis.call('HSET', K_RECORD, 'status', 'INITIALIZED', 'message', message)
+  redis.call('HSET', K_RECORD, 'status', STATUS_INITIALIZED, 'message', message)
   redis.call('ZADD', K_QUEUE, hget_num('order'), MEMBER)
   redis.call('ZADD', K_REQUEUE, now, MEMBER)
   redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
   schedule_due()
   count('requeued:' .. outcome)
-  notify('INITIALIZED', redis.call('HGET', K_RECORD, 'progress') or '0')
-  return 'INITIALIZED'
+  notify(STATUS_INITIALIZED, redis.call('HGET', K_RECORD, 'progress') or '0')
+  return STATUS_INITIALIZED
 end
 
 -- The terminal transition: status, times, and the retention TTL of every key,
@@ -197,7 +193,7 @@ local function finish(now, status, message, err, finished_at)
   local expires = finished_at + hget_num('retention') * 1000
   local ttl = expires - now
   if err then
-    count('finished:FAILED:' .. cjson.decode(err)['code'])
+    count('finished:' .. STATUS_FAILED .. ':' .. cjson.decode(err)['code'])
   else
     count('finished:' .. status .. ':')
   end
@@ -213,11 +209,11 @@ local function finish(now, status, message, err, finished_at)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
     notify(status, 0, 1)
-    return 'gone'
+    return ABSENT_GONE
   end
   local progress = redis.call('HGET', K_RECORD, 'progress') or '0'
-  if status == 'DONE' then
-    progress = '100'
+  if status == STATUS_DONE then
+    progress = PROGRESS_DONE
     redis.call('PEXPIRE', K_RESULT, ttl)
   else
     redis.call('DEL', K_RESULT)
@@ -248,10 +244,10 @@ local function settle(now)
   local poll_timeout = hget_num('poll_timeout')
   if poll_timeout > 0 and redis.call('EXISTS', K_HB) == 0 then
     local message = 'Timed out: not polled within ' .. poll_timeout .. ' s'
-    local err = error_json('TIMED_OUT', message, true)
-    return finish(now, 'FAILED', message, err, hget_num('deadline'))
+    local err = error_json(CODE_TIMED_OUT, message)
+    return finish(now, STATUS_FAILED, message, err, hget_num('deadline'))
   end
-  if status ~= 'RUNNING' or redis.call('EXISTS', K_LEASE) == 1 then
+  if status ~= STATUS_RUNNING or redis.call('EXISTS', K_LEASE) == 1 then
     return status
   end
   -- RUNNING without a live lease: its worker stopped renewing it. The worker
@@ -267,13 +263,13 @@ local function settle(now)
   local attempt = hget_num('attempt') - hget_num('handed_back')
   local max_attempts = math.max(1, hget_num('max_attempts'))
   if attempt < max_attempts then
-    return requeue(now, 'lost',
+    return requeue(now, RUN_LOST,
       string.format('Requeued: the worker of attempt %d of %d was lost', attempt, max_attempts))
   end
   local message = string.format(
     'Worker lost: the worker of attempt %d of %d stopped renewing its lease', attempt, max_attempts)
-  end_run(now, 'lost')
-  return finish(now, 'FAILED', message, error_json('WORKER_LOST', message, true), now)
+  end_run(now, RUN_LOST)
+  return finish(now, STATUS_FAILED, message, error_json(CODE_WORKER_LOST, message), now)
 end
 
 -- The calling worker still owns the running job: it holds the lease token.
@@ -286,14 +282,28 @@ end
 -- left: 410) or 'missing' (never issued, or long forgotten: 404).
 local function settle_or_absent(now)
   local status = settle(now)
-  if status == 'gone' then
-    return nil, 'gone'
+  if status == ABSENT_GONE then
+    return nil, ABSENT_GONE
   end
   if status == nil then
     if redis.call('EXISTS', K_TOMB) == 1 then
-      return nil, 'gone'
+      return nil, ABSENT_GONE
     end
-    return nil, 'missing'
+    return nil, ABSENT_MISSING
   end
   return status, nil
+end
+
+-- A worker's write to its running job: nil when the job runs and the caller
+-- owns it, else the reply that refuses the write ({status_or_'missing'|'gone'
+-- |'LEASE_LOST', 0}).
+local function refuse_unless_owned_running(now)
+  local status = settle(now)
+  if status ~= STATUS_RUNNING then
+    return {status or ABSENT_MISSING, 0}
+  end
+  if not owned() then
+    return {TAG_LEASE_LOST, 0}
+  end
+  return nil
 end

@@ -9,15 +9,15 @@ if absent then
 end
 if not is_terminal(status) then
   local message = 'Cancelled by the user'
-  local err = error_json('CANCELLED_BY_USER', message, false)
-  if finish(now, 'FAILED', message, err, now) == 'gone' then
-    return {'gone'}
+  local err = error_json(CODE_CANCELLED_BY_USER, message)
+  if finish(now, STATUS_FAILED, message, err, now) == ABSENT_GONE then
+    return {ABSENT_GONE}
   end
-  return {'cancelled'}
+  return {CANCEL_CANCELLED}
 end
 redis.call('DEL', K_RECORD, K_RESULT, K_PARTIAL, K_HB)
 redis.call('PEXPIRE', K_TOMB, TOMB_TTL_MS)
 redis.call('ZREM', K_TENANT, JOB_ID)
 redis.call('ZREM', K_LISTED, JOB_ID)
 notify(status, 0, 1)
-return {'deleted'}
+return {CANCEL_DELETED}

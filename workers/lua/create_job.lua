@@ -1,37 +1,36 @@
--- ARGV[5..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
+-- ARGS: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
 --   max_attempts, watch (0|1: the caller will wait for the job: create its events stream)
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
-local job_type, params = ARGV[5], ARGV[6]
-local poll_timeout = tonumber(ARGV[7])
+local job_type, params = ARGS[1], ARGS[2]
+local poll_timeout = tonumber(ARGS[3])
 local now = now_ms()
 
 local status = settle(now)
-if status and status ~= 'gone' then
+if status and status ~= ABSENT_GONE then
   local old = redis.call('HMGET', K_RECORD, 'type', 'params')
   if old[1] == job_type and old[2] == params then
-    if ARGV[12] == '1' and not is_terminal(status) then
+    if ARGS[8] == '1' and not is_terminal(status) then
       ensure_stream(status, redis.call('HGET', K_RECORD, 'progress') or '0')
     end
-    return {'exists'}
+    return {CREATE_EXISTS}
   end
-  return {'conflict'}
+  return {CREATE_CONFLICT}
 end
 if redis.call('EXISTS', K_TOMB) == 1 then
-  return {'tombstoned'}
+  return {CREATE_TOMBSTONED}
 end
 local active = count_active(now)
-if active >= tonumber(ARGV[10]) then
-  return {'too_many', active}
+if active >= tonumber(ARGS[6]) then
+  return {CREATE_TOO_MANY, active}
 end
 
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
-  'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
-  'poll_timeout', poll_timeout, 'retention', ARGV[8], 'max_runtime', ARGV[9], 'attempt', 0,
-  'max_attempts', ARGV[11], 'msgs', 1)
+  'status', STATUS_INITIALIZED, 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
+  'poll_timeout', poll_timeout, 'retention', ARGS[4], 'max_runtime', ARGS[5], 'attempt', 0,
+  'max_attempts', ARGS[7], 'msgs', 1)
 if poll_timeout > 0 then
-  redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
-  redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
+  set_heartbeat(now, poll_timeout)
 end
 redis.call('SET', K_TOMB, '1')
 count('submitted')
@@ -50,9 +49,9 @@ redis.call('ZADD', K_TENANT, order, JOB_ID)
 renew_live_ttl()
 schedule_due()
 local last_id = '0-0'
-if ARGV[12] == '1' then
-  last_id = ensure_stream('INITIALIZED', '0')
+if ARGS[8] == '1' then
+  last_id = ensure_stream(STATUS_INITIALIZED, '0')
 end
 -- What a read would answer, so that a submit needs no second round trip.
-return {'created', redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
+return {CREATE_CREATED, redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
   redis.call('ZRANK', K_QUEUE, MEMBER) or false}

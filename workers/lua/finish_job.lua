@@ -1,22 +1,19 @@
 -- The worker ends a running job. A job that is no longer RUNNING (cancelled,
 -- timed out) keeps its status and what the worker brings is dropped.
--- ARGV[5..]: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
+-- ARGS: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
 -- A worker whose lease another execution has taken over writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}.
-local outcome, payload = ARGV[5], ARGV[6]
+local outcome, payload = ARGS[1], ARGS[2]
 local now = now_ms()
-local status = settle(now)
-if status ~= 'RUNNING' then
-  return {status or 'missing', 0}
+local refused = refuse_unless_owned_running(now)
+if refused then
+  return refused
 end
-if not owned() then
-  return {'LEASE_LOST', 0}
-end
-if outcome == 'DONE' then
+if outcome == STATUS_DONE then
   local seconds = (now - hget_num('started')) / 1000
   redis.call('SET', K_RESULT, payload)
   redis.call('HSET', K_RECORD, 'result_bytes', string.len(payload))
-  return {finish(now, 'DONE', string.format('Done in %.3f seconds', seconds), nil, now), 1}
+  return {finish(now, STATUS_DONE, string.format('Done in %.3f seconds', seconds), nil, now), 1}
 end
 local message = cjson.decode(payload)['message']
-return {finish(now, 'FAILED', message, payload, now), 1}
+return {finish(now, STATUS_FAILED, message, payload, now), 1}

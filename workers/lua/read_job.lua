@@ -1,12 +1,12 @@
--- A read of the job, which is also a poll when ARGV[5] == '1': it renews the
+-- A read of the job, which is also a poll when ARGS[1] (renew) is '1': it renews the
 -- heartbeat atomically with the read.
--- ARGV[5..]: renew (0|1), inline_max_bytes (-1 = always), watch (0|1: the
+-- ARGS: renew (0|1), inline_max_bytes (-1 = always), watch (0|1: the
 --   caller will wait for a change: make sure the events stream exists)
 -- Returns {'missing'} | {'gone'} |
 --   {'ok', record, result_or_false, last_event_id, now_ms, queue_position_or_false}.
-local renew = ARGV[5] == '1'
-local inline_max = tonumber(ARGV[6])
-local watch = ARGV[7] == '1'
+local renew = ARGS[1] == '1'
+local inline_max = tonumber(ARGS[2])
+local watch = ARGS[3] == '1'
 local now = now_ms()
 
 local status, absent = settle_or_absent(now)
@@ -16,13 +16,12 @@ end
 
 local poll_timeout = hget_num('poll_timeout')
 if renew and poll_timeout > 0 and not is_terminal(status) then
-  redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
-  redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
+  set_heartbeat(now, poll_timeout)
   renew_live_ttl()
 end
 
 local result = false
-if status == 'DONE' and (inline_max < 0 or hget_num('result_bytes') <= inline_max) then
+if status == STATUS_DONE and (inline_max < 0 or hget_num('result_bytes') <= inline_max) then
   result = redis.call('GET', K_RESULT) or false
 end
 local last_id = '0-0'
@@ -30,7 +29,7 @@ if watch and not is_terminal(status) then
   last_id = ensure_stream(status, redis.call('HGET', K_RECORD, 'progress') or '0')
 end
 local position = false
-if status == 'INITIALIZED' then
+if status == STATUS_INITIALIZED then
   position = redis.call('ZRANK', K_QUEUE, MEMBER) or false
 end
-return {'ok', redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}
+return {TAG_OK, redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}

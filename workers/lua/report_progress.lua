@@ -1,19 +1,16 @@
 -- Progress, message and partial rows of a running job in one round trip; the
 -- answer tells the worker whether to go on. With nothing to write it is the
 -- watchdog's check.
--- ARGV[5..]: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
+-- ARGS: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
 -- The call renews the caller's lease; a caller whose lease another execution
 -- has taken over gets 'LEASE_LOST' and writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress}.
-local percent = tonumber(ARGV[5])
-local message, rows = ARGV[6], ARGV[7]
+local percent = tonumber(ARGS[1])
+local message, rows = ARGS[2], ARGS[3]
 local now = now_ms()
-local status = settle(now)
-if status ~= 'RUNNING' then
-  return {status or 'missing', 0}
-end
-if not owned() then
-  return {'LEASE_LOST', 0}
+local refused = refuse_unless_owned_running(now)
+if refused then
+  return refused
 end
 if TOKEN ~= '' then
   redis.call('PEXPIRE', K_LEASE, hget_num('lease_ms'))
@@ -21,7 +18,7 @@ end
 local progress = hget_num('progress')
 local changed = false
 if percent >= 0 then
-  local capped = math.min(99, math.floor(percent))
+  local capped = math.min(PROGRESS_RUNNING_MAX, math.floor(percent))
   if capped > progress then
     progress = capped
     redis.call('HSET', K_RECORD, 'progress', progress)
@@ -37,9 +34,9 @@ if rows ~= '' then
   redis.call('PEXPIRE', K_PARTIAL, redis.call('PTTL', K_RECORD))
 end
 if changed then
-  notify('RUNNING', progress)
+  notify(STATUS_RUNNING, progress)
   if hget_num('poll_timeout') == 0 then
     renew_live_ttl()
   end
 end
-return {'RUNNING', progress}
+return {STATUS_RUNNING, progress}

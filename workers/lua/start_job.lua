@@ -1,19 +1,19 @@
 -- A worker takes a queued job: it becomes RUNNING under a lease (token, TTL)
 -- that the worker renews; a second delivery while the lease lives does nothing.
--- ARGV[5..]: worker name, lease_ms
+-- ARGS: worker name, lease_ms
 -- Returns {'missing'} | {'gone'} | {'skip', status} | {'run', type, params, attempt}.
-local worker, lease_ms = ARGV[5], tonumber(ARGV[6])
+local worker, lease_ms = ARGS[1], tonumber(ARGS[2])
 local now = now_ms()
 local status = settle(now)
 if status == nil then
   unqueue()
-  return {'missing'}
+  return {ABSENT_MISSING}
 end
-if status == 'gone' then
-  return {'gone'}
+if status == ABSENT_GONE then
+  return {ABSENT_GONE}
 end
-if status ~= 'INITIALIZED' then
-  return {'skip', status}
+if status ~= STATUS_INITIALIZED then
+  return {TAG_SKIP, status}
 end
 -- Whatever happens next, this job no longer waits in the queue.
 unqueue()
@@ -21,13 +21,13 @@ redis.call('ZREM', K_REQUEUE, MEMBER)
 -- A message started it: no longer suspected lost (see lost_message.lua).
 redis.call('HDEL', K_RECORD, 'absent', 'resend')
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
-redis.call('HSET', K_RECORD, 'status', 'RUNNING', 'started', now, 'message', 'Running',
+redis.call('HSET', K_RECORD, 'status', STATUS_RUNNING, 'started', now, 'message', 'Running',
   'lease', TOKEN, 'lease_ms', lease_ms, 'run:' .. attempt, now, 'run:' .. attempt .. ':w', worker)
 redis.call('SET', K_LEASE, TOKEN, 'PX', lease_ms)
 if hget_num('poll_timeout') == 0 then
   renew_live_ttl()
 end
 schedule_due()
-notify('RUNNING', redis.call('HGET', K_RECORD, 'progress'))
+notify(STATUS_RUNNING, redis.call('HGET', K_RECORD, 'progress'))
 local fields = redis.call('HMGET', K_RECORD, 'type', 'params')
-return {'run', fields[1], fields[2], attempt}
+return {TAG_RUN, fields[1], fields[2], attempt}

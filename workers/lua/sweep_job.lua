@@ -5,13 +5,13 @@
 -- Returns {status_or_'missing'|'gone'}.
 local now = now_ms()
 local status = settle(now)
-if status == nil or status == 'gone' or is_terminal(status) then
+if status == nil or status == ABSENT_GONE or is_terminal(status) then
   redis.call('ZREM', K_DUE, MEMBER)
-  return {status or 'missing'}
+  return {status or ABSENT_MISSING}
 end
 -- Waiting with its heartbeat off, the job has no clock of its own: its keys
 -- are renewed here, so that it is not forgotten however long it waits.
-if status == 'INITIALIZED' and hget_num('poll_timeout') == 0 then
+if status == STATUS_INITIALIZED and hget_num('poll_timeout') == 0 then
   renew_live_ttl()
   redis.call('PEXPIRE', K_QUEUE, INDEX_TTL_MS)
 end

@@ -1,0 +1,77 @@
+"""Operations: Redis reachable, workers alive, the /metrics snapshot, memory policy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from workers import keys as keyspace
+from workers import limits
+from workers.errors import BackendUnavailable
+from workers.store.connection import backend_errors
+from workers.store.core import StoreCore
+
+log = logging.getLogger("workers.store")
+
+
+class Liveness(StoreCore):
+    @backend_errors
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    @backend_errors
+    def mark_worker_alive(self, worker: str, ttl: int = limits.WORKER_ALIVE_S) -> None:
+        """Record that ``worker`` is alive; entries older than ``ttl`` are trimmed."""
+        now = float(self.redis.time()[0])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(keyspace.WORKERS, {worker: now})
+        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - ttl)
+        pipe.expire(keyspace.WORKERS, ttl)
+        pipe.execute()
+
+    @backend_errors
+    def workers_seen(self, within: int = limits.WORKER_ALIVE_S) -> list[str]:
+        now = float(self.redis.time()[0])
+        seen: Any = self.redis.zrangebyscore(keyspace.WORKERS, now - within, "+inf")
+        return [str(name) for name in seen]
+
+    @backend_errors
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What /metrics reports, read in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keyspace.STATS)
+        pipe.zcard(keyspace.queue_index(self.settings.queue))
+        pipe.time()
+        stats, queued, (now, _) = pipe.execute()
+        messages = self.broker.waiting() if self.broker is not None else 0
+        workers = self.redis.zcount(keyspace.WORKERS, float(now) - limits.WORKER_ALIVE_S, "+inf")
+        return {
+            "stats": {str(k): int(v) for k, v in stats.items()},
+            "queued": int(queued),
+            "messages": int(messages),
+            "workers": int(workers),
+        }
+
+    @backend_errors
+    def memory_policy(self) -> str | None:
+        """Redis's maxmemory-policy, or None when CONFIG is not allowed."""
+        try:
+            reply = self.redis.config_get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+        policy = reply.get("maxmemory-policy")
+        return str(policy) if policy is not None else None
+
+    def warn_unless_noeviction(self) -> None:
+        try:
+            policy = self.memory_policy()
+        except BackendUnavailable:
+            return
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis maxmemory-policy is %r: under memory pressure Redis may evict job "
+                "state. Run it with maxmemory-policy noeviction.",
+                policy,
+            )

@@ -1,0 +1,137 @@
+"""A job as the store reads it: JobRecord, its Executions, and Started."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers.keys import JobKeys
+from workers.states import Status
+from workers.store.scripts import ReadReply, StartReply
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution of a job, as its record keeps it."""
+
+    attempt: int
+    worker: str
+    started_ms: int
+    ended_ms: int | None = None
+    outcome: str | None = None  # DONE, FAILED, or a RunEnd (scripts.py)
+
+    @classmethod
+    def all_from(cls, raw: dict[str, str]) -> tuple[Execution, ...]:
+        """From the record's ``run:<n>`` ('start[ end outcome]') and ``run:<n>:w`` fields."""
+        runs = []
+        for attempt in range(1, int(raw.get("attempt", 0)) + 1):
+            parts = raw.get(f"run:{attempt}", "").split(" ")
+            if not parts[0]:
+                continue
+            closed = len(parts) == 3
+            runs.append(
+                cls(
+                    attempt=attempt,
+                    worker=raw.get(f"run:{attempt}:w", ""),
+                    started_ms=int(parts[0]),
+                    ended_ms=int(parts[1]) if closed else None,
+                    outcome=parts[2] if closed else None,
+                )
+            )
+        return tuple(runs)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as read from Redis, at Redis's own clock ``now_ms``."""
+
+    keys: JobKeys
+    type: str
+    params: dict[str, Any]
+    status: Status
+    progress: int
+    message: str
+    created_ms: int
+    poll_timeout: int
+    retention: int
+    max_runtime: int
+    attempt: int
+    now_ms: int
+    last_event_id: str = "0-0"
+    started_ms: int | None = None
+    deadline_ms: int | None = None
+    finished_ms: int | None = None
+    expires_ms: int | None = None
+    error: dict[str, Any] | None = None
+    result_bytes: int | None = None
+    result_json: str | None = None
+    queue_position: int | None = None
+    order: int = 0
+    max_attempts: int = 1
+    runs: tuple[Execution, ...] = ()
+
+    @property
+    def job_id(self) -> str:
+        return self.keys.job_id
+
+    @classmethod
+    def from_reply(cls, keys: JobKeys, reply: ReadReply) -> JobRecord:
+        raw = reply.fields
+        error = raw.get("error")
+        return cls(
+            keys=keys,
+            type=raw["type"],
+            params=orjson.loads(raw["params"]),
+            status=Status(raw["status"]),
+            progress=int(raw.get("progress", 0)),
+            message=raw.get("message", ""),
+            created_ms=int(raw["created"]),
+            poll_timeout=int(raw["poll_timeout"]),
+            retention=int(raw["retention"]),
+            max_runtime=int(raw["max_runtime"]),
+            attempt=int(raw.get("attempt", 0)),
+            now_ms=reply.now_ms,
+            last_event_id=reply.last_event_id,
+            started_ms=_int_or_none(raw.get("started")),
+            deadline_ms=_int_or_none(raw.get("deadline")),
+            finished_ms=_int_or_none(raw.get("finished")),
+            expires_ms=_int_or_none(raw.get("expires")),
+            error=orjson.loads(error) if error else None,
+            result_bytes=_int_or_none(raw.get("result_bytes")),
+            result_json=reply.result_json,
+            queue_position=reply.queue_position,
+            order=int(raw.get("order", 0)),
+            max_attempts=int(raw.get("max_attempts", 1)),
+            runs=Execution.all_from(raw),
+        )
+
+
+@dataclass(frozen=True)
+class Started:
+    """What ``start`` tells the worker: run it, or why not."""
+
+    run: bool
+    status: str
+    type: str = ""
+    params: dict[str, Any] | None = None
+    attempt: int = 0
+    token: str = ""
+
+    @classmethod
+    def from_reply(cls, reply: StartReply, token: str) -> Started:
+        if not reply.run:
+            return cls(run=False, status=reply.status)
+        return cls(
+            run=True,
+            status=reply.status,
+            type=reply.type,
+            params=orjson.loads(reply.params_json),
+            attempt=reply.attempt,
+            token=token,
+        )

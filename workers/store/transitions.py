@@ -1,0 +1,246 @@
+"""JobStore: every change of a job's state, each one Lua script.
+
+Each change is atomic and sets the TTLs of all the job's keys in the same
+step. Every script first *settles* the job: a heartbeat that has lapsed on a
+live job makes it FAILED/TIMED_OUT there and then, whoever looks first.
+Raises ``BackendUnavailable`` when Redis is unreachable, ``JobNotFound`` /
+``JobExpired`` when a read finds no job.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, NamedTuple
+
+from workers import keys as keyspace
+from workers import limits, registry
+from workers.broker import is_redis_url
+from workers.config import Settings
+from workers.errors import JobExpired, JobgateError, JobNotFound
+from workers.keys import JobKeys
+from workers.states import ErrorCode, Status
+from workers.store.connection import backend_errors, redis_client
+from workers.store.liveness import Liveness
+from workers.store.records import JobRecord, Started
+from workers.store.recovery import Recovery
+from workers.store.scripts import (
+    Absent,
+    Applied,
+    CancelOutcome,
+    CreateOutcome,
+    ReadReply,
+    StartReply,
+)
+from workers.store.values import dumps, new_id
+
+
+class Created(NamedTuple):
+    """What ``create`` did, and the new job's record when it created it."""
+
+    outcome: CreateOutcome
+    record: JobRecord | None = None
+
+
+class JobStore(Recovery, Liveness):
+    """The only code that touches Jobgate's Redis keys."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        client = redis_client(settings)
+        broker_client = None
+        if settings.broker_url != settings.redis_url and is_redis_url(settings.broker_url):
+            broker_client = redis_client(settings.with_overrides(redis_url=settings.broker_url))
+        return cls(
+            client,
+            settings,
+            blocking_client=redis_client(settings, blocking=True),
+            broker_client=broker_client,
+        )
+
+    # -- the API side -------------------------------------------------------
+
+    @backend_errors
+    def create(
+        self,
+        keys: JobKeys,
+        job_type: str,
+        params_json: str,
+        *,
+        poll_timeout: int,
+        retention: int,
+        max_runtime: int,
+        max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
+        watch: bool = False,
+    ) -> Created:
+        """Create the job unless its id is taken (see ``CreateOutcome``); a new
+        job comes back with its record (what a read would return): one round
+        trip for a submit that does not wait. ``watch``: the caller will
+        ``wait_for_event`` after the record's ``last_event_id``."""
+        reply = self._run(
+            "create_job",
+            keys,
+            job_type,
+            params_json,
+            poll_timeout,
+            retention,
+            max_runtime,
+            self.settings.tenant_max_active,
+            max_attempts,
+            int(watch),
+        )
+        outcome = CreateOutcome(reply[0])
+        if outcome is not CreateOutcome.CREATED:
+            return Created(outcome)
+        return Created(outcome, JobRecord.from_reply(keys, ReadReply.after_tag(reply[1:])))
+
+    @backend_errors
+    def discard(self, keys: JobKeys) -> None:
+        """Undo a create whose task could not be enqueued: leave nothing behind."""
+        self.redis.delete(*keys.all())
+
+    @backend_errors
+    def read(
+        self, keys: JobKeys, *, poll: bool, inline_max: int | None = None, watch: bool = False
+    ) -> JobRecord:
+        """The job's record; a ``poll`` also renews its heartbeat atomically.
+
+        The result comes along when the job is DONE and the result is at most
+        ``inline_max`` bytes (``None``: always). ``watch``: the caller will
+        ``wait_for_event`` after the record's ``last_event_id``.
+        """
+        limit = -1 if inline_max is None else inline_max
+        reply = self._run("read_job", keys, int(poll), limit, int(watch))
+        return _record_or_raise(keys, reply)
+
+    @backend_errors
+    def read_many(
+        self, many: list[JobKeys], *, poll: bool, inline_max: int | None = None
+    ) -> list[JobRecord | JobgateError]:
+        """Read several jobs in one round trip (a pipeline of reads)."""
+        limit = -1 if inline_max is None else inline_max
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in many:
+            self._run("read_job", keys, int(poll), limit, 0, client=pipe)
+        outcomes: list[JobRecord | JobgateError] = []
+        for keys, reply in zip(many, pipe.execute(), strict=True):
+            try:
+                outcomes.append(_record_or_raise(keys, reply))
+            except (JobNotFound, JobExpired) as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    @backend_errors
+    def list_ids(self, tenant: str, before: float | None, count: int) -> list[tuple[str, float]]:
+        """A tenant's job ids, newest first, strictly older than ``before``."""
+        top = "+inf" if before is None else f"({before}"
+        pairs: Any = self.redis.zrevrangebyscore(
+            keyspace.tenant_index(tenant), top, "-inf", start=0, num=count, withscores=True
+        )
+        return [(str(member), float(score)) for member, score in pairs]
+
+    @backend_errors
+    def forget(self, tenant: str, job_ids: list[str]) -> None:
+        """Drop listing entries of jobs that have gone."""
+        if job_ids:
+            self.redis.zrem(keyspace.tenant_index(tenant), *job_ids)
+
+    @backend_errors
+    def partial_rows(self, keys: JobKeys) -> str:
+        """What a running job has published so far (NDJSON)."""
+        rows: Any = self.redis.get(keys.partial)
+        return str(rows or "")
+
+    @backend_errors
+    def cancel(self, keys: JobKeys) -> CancelOutcome:
+        """Cancel a live job, delete a terminal one (see ``CancelOutcome``)."""
+        return CancelOutcome(self._run("cancel_job", keys)[0])
+
+    @backend_errors
+    def wait_for_event(
+        self, keys: JobKeys, after_id: str, timeout: float
+    ) -> tuple[str, str] | None:
+        """Block until the job's status or progress changes after ``after_id``.
+
+        Returns (event id, status), or None on timeout. No polling: one
+        blocking XREAD that Redis wakes when a script appends to the stream.
+        """
+        block_ms = max(1, int(min(timeout, limits.MAX_WAIT_S) * 1000))
+        # RESP2 reply: [[stream, [(id, fields)]]] (redis-py types every protocol at once).
+        reply: Any = self.blocking.xread({keys.events: after_id}, count=1, block=block_ms)
+        if not reply:
+            return None
+        _stream, entries = reply[0]
+        event_id, fields = entries[-1]
+        return str(event_id), str(fields.get("s", ""))
+
+    @backend_errors
+    def fail(self, keys: JobKeys, code: ErrorCode, message: str, *, token: str = "") -> bool:
+        """Fail a job that is not terminal yet; True when this call did it.
+
+        With a worker's ``token``, only the execution that token owns. Whether
+        the error is retryable is the code's (``workers.states.RETRYABLE``).
+        """
+        return Applied.parse(self._run("fail_job", keys, code.value, message, token=token)).applied
+
+    # -- the worker side ----------------------------------------------------
+
+    @backend_errors
+    def start(self, keys: JobKeys, worker: str = "") -> Started:
+        """Take the job if it is queued: RUNNING under a new lease."""
+        token = new_id()
+        lease_ms = int(self.settings.lease_ttl * 1000)
+        worker = (worker or _this_worker())[: limits.RECORD_VALUE_MAX]
+        reply = StartReply.parse(self._run("start_job", keys, worker, lease_ms, token=token))
+        return Started.from_reply(reply, token)
+
+    @backend_errors
+    def report(
+        self,
+        keys: JobKeys,
+        percent: int | None = None,
+        message: str = "",
+        rows: str | bytes = "",
+        *,
+        token: str = "",
+    ) -> str:
+        """Write progress (one round trip), renew the lease, return the job's status.
+
+        Anything but RUNNING means the job must stop: cancelled, timed out,
+        failed by the watchdog, gone, or LEASE_LOST (another execution took over).
+        """
+        pct = -1 if percent is None else percent
+        reply = self._run("report_progress", keys, pct, message, rows, token=token)
+        return str(reply[0])
+
+    @backend_errors
+    def finish_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> bool:
+        """Store the result and make the job DONE; False if it had stopped."""
+        reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
+        return Applied.parse(reply).applied
+
+    @backend_errors
+    def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
+        """Make the job FAILED with ``error``; False if it had stopped."""
+        payload = dumps({"id": new_id(), **error})
+        reply = self._run("finish_job", keys, Status.FAILED.value, payload, token=token)
+        return Applied.parse(reply).applied
+
+    @backend_errors
+    def hand_back(self, keys: JobKeys, token: str) -> bool:
+        """Give a running job back to the queue (the worker shuts down)."""
+        reply = self._run("hand_back", keys, self.settings.max_hand_backs, token=token)
+        return Applied.parse(reply).applied
+
+
+def _this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _record_or_raise(keys: JobKeys, raw: list[Any]) -> JobRecord:
+    reply = ReadReply.parse(raw)
+    if reply is Absent.MISSING:
+        raise JobNotFound(f"No job {keys.job_id!r}.")
+    if isinstance(reply, Absent):
+        raise JobExpired(f"Job {keys.job_id!r} has expired; its status and result are gone.")
+    return JobRecord.from_reply(keys, reply)
