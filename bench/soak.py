@@ -50,6 +50,7 @@ from tests.support.harness import Process, children, start_beat, start_jobgate_w
 from tests.support.load import Submitter, all_ended, unfinished, verdict
 from workers.celery_app import control_queue
 from workers.config import Settings
+from workers.errors import BackendUnavailable
 from workers.keys import PREFIX, JobKeys
 from workers.store import JobStore
 
@@ -276,17 +277,28 @@ class Soak:
             while len(load.jobs) < due and load.is_alive():
                 time.sleep(0.2)
             try:
-                if kind == "pool":
-                    fault = self.kill_pool_process(kinds[kind])
-                elif kind == "worker":
-                    fault = self.kill_worker(kinds[kind])
-                else:
-                    fault = self.restart_redis(kind.split("-")[1])
+                fault = self.inject_one(kind, kinds[kind])
             except Exception as exc:  # reported as a failed check
                 self.failures.append(f"fault {number} ({kind}) could not be injected: {exc!r}")
                 continue
             kinds[kind] += 1
             self.faults.append(fault)
+
+    def inject_one(self, kind: str, index: int) -> Fault:
+        """One fault. Choosing a target reads Redis, which may be busy for a
+        moment (just restarted, or a loaded machine): asked again for 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if kind == "pool":
+                    return self.kill_pool_process(index)
+                if kind == "worker":
+                    return self.kill_worker(index)
+                return self.restart_redis(kind.split("-")[1])
+            except BackendUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     # -- the run -----------------------------------------------------------------
 
@@ -385,7 +397,7 @@ class Soak:
         print(f"  execution outcomes  {dict(result.outcomes)}")
         per_job = published / len(jobs) if jobs else 0.0
         print(f"  messages            {published} for {len(jobs)} jobs = {per_job:.2f} per job "
-              f"({deliveries} deliveries, {queued} left queued or unacked)")  # fmt: skip
+              f"({deliveries} 'received' lines in the worker logs, {queued} left queued or unacked)")  # fmt: skip
         print(f"  resends             {published - len(jobs)} messages beyond one per job; "
               f"the sweep resent {resent} requeued job(s), flagged {lost} lost")  # fmt: skip
         if result.failed:
