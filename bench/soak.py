@@ -397,7 +397,8 @@ class Soak:
         print(f"  execution outcomes  {dict(result.outcomes)}")
         per_job = published / len(jobs) if jobs else 0.0
         print(f"  messages            {published} for {len(jobs)} jobs = {per_job:.2f} per job "
-              f"({deliveries} 'received' lines in the worker logs, {queued} left queued or unacked)")  # fmt: skip
+              f"({deliveries} 'received' lines in the worker logs, "
+              f"{queued} left queued or unacked)")  # fmt: skip
         print(f"  resends             {published - len(jobs)} messages beyond one per job; "
               f"the sweep resent {resent} requeued job(s), flagged {lost} lost")  # fmt: skip
         if result.failed:
