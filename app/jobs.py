@@ -226,6 +226,7 @@ class Jobs(MethodView):
             max_runtime=job_type.runtime_limit(jg.settings.max_runtime),
             max_attempts=job_type.max_attempts,
             watch=wait > 0,
+            request_id=g.request_id,
         )
         if outcome == "conflict":
             raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

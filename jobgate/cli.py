@@ -73,7 +73,8 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
             "--bind", f"{settings.bind_host}:{settings.port}",
             "--graceful-timeout", "30",
             "--timeout", "90",
-            "--access-logfile", "-",
+            # Its error log in JOBGATE_LOG_FORMAT; the access log is the app's.
+            "--logger-class", "jobgate.server.JobgateLogger",
             "app:create_app()",
         ]
     )  # fmt: skip

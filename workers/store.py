@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -213,6 +213,8 @@ class Started:
     params: dict[str, Any] | None = None
     attempt: int = 0
     token: str = ""
+    # The X-Request-ID of the submit that created the job ('' if none), for logs.
+    request_id: str = ""
 
 
 def redis_client(settings: Settings, *, blocking: bool = False) -> redis.Redis:
@@ -318,6 +320,7 @@ class JobStore:
         max_runtime: int,
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
+        request_id: str = "",
     ) -> str:
         """'created', 'exists' (same payload), 'conflict', 'tombstoned', or
         'too_many' (the tenant has JOBGATE_TENANT_MAX_ACTIVE live jobs)."""
@@ -330,6 +333,7 @@ class JobStore:
             max_runtime=max_runtime,
             max_attempts=max_attempts,
             watch=watch,
+            request_id=request_id,
         )
         return outcome
 
@@ -345,6 +349,7 @@ class JobStore:
         max_runtime: int,
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
+        request_id: str = "",
     ) -> tuple[str, JobRecord | None]:
         """``create``, and the new job's record (what a read would return) when
         it was created: one round trip for a submit that does not wait."""
@@ -359,6 +364,7 @@ class JobStore:
             self.settings.tenant_max_active,
             max_attempts,
             int(watch),
+            request_id,
         )
         if reply[0] == "created":
             return "created", JobRecord.from_reply(keys, reply)
@@ -468,7 +474,7 @@ class JobStore:
         if reply[0] != "run":
             status = reply[1] if reply[0] == "skip" else reply[0]
             return Started(run=False, status=str(status))
-        _, job_type, params_json, attempt = reply
+        _, job_type, params_json, attempt, request_id = reply
         return Started(
             run=True,
             status=Status.RUNNING.value,
@@ -476,6 +482,7 @@ class JobStore:
             params=orjson.loads(params_json),
             attempt=int(attempt),
             token=token,
+            request_id=str(request_id),
         )
 
     @backend_errors
@@ -666,19 +673,23 @@ class JobStore:
         return bool(self.redis.ping())
 
     @backend_errors
-    def mark_worker_alive(self, worker: str, ttl: int = 30) -> None:
-        """Record that ``worker`` is alive; entries older than ``ttl`` are trimmed."""
+    def mark_worker_alive(self, worker: str, ttl: int = 30, queues: Iterable[str] = ()) -> None:
+        """Record that ``worker`` is alive, consuming ``queues``; entries older
+        than ``ttl`` are trimmed."""
         now = float(self.redis.time()[0])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(keyspace.WORKERS, {worker: now})
-        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - ttl)
-        pipe.expire(keyspace.WORKERS, ttl)
+        for key in [keyspace.WORKERS, *(keyspace.queue_workers(q) for q in queues)]:
+            pipe.zadd(key, {worker: now})
+            pipe.zremrangebyscore(key, "-inf", now - ttl)
+            pipe.expire(key, ttl)
         pipe.execute()
 
     @backend_errors
-    def workers_seen(self, within: int = 30) -> list[str]:
+    def workers_seen(self, within: int = 30, queue: str | None = None) -> list[str]:
+        """Workers seen alive within ``within`` s (only those consuming ``queue``, if given)."""
+        key = keyspace.WORKERS if queue is None else keyspace.queue_workers(queue)
         now = float(self.redis.time()[0])
-        seen: Any = self.redis.zrangebyscore(keyspace.WORKERS, now - within, "+inf")
+        seen: Any = self.redis.zrangebyscore(key, now - within, "+inf")
         return [str(name) for name in seen]
 
     @backend_errors

@@ -1,5 +1,6 @@
 -- ARGV[5..]: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
---   max_attempts, watch (0|1: the caller will wait for the job: create its events stream)
+--   max_attempts, watch (0|1: the caller will wait for the job: create its events stream),
+--   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be '')
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGV[5], ARGV[6]
@@ -29,6 +30,9 @@ redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', 'INITIALIZED', 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGV[8], 'max_runtime', ARGV[9], 'attempt', 0,
   'max_attempts', ARGV[11], 'msgs', 1)
+if ARGV[13] and ARGV[13] ~= '' then
+  redis.call('HSET', K_RECORD, 'rid', ARGV[13])
+end
 if poll_timeout > 0 then
   redis.call('SET', K_HB, '1', 'PX', poll_timeout * 1000)
   redis.call('HSET', K_RECORD, 'deadline', now + poll_timeout * 1000)
