@@ -47,6 +47,12 @@ def _exec(argv: list[str]) -> NoReturn:
     os.execv(program, [program, *argv[1:]])
 
 
+def _quiet_if_json(settings: Settings) -> list[str]:
+    """Celery's start-up banner is not a log line: in JSON mode it is left out,
+    so that every line of the output parses."""
+    return ["--quiet"] if settings.log_format == "json" else []
+
+
 def cmd_web(_: argparse.Namespace) -> NoReturn:
     settings = _settings()
     from app.auth import KeyRing, check_bind_allowed  # noqa: PLC0415 - only this command needs Flask
@@ -90,7 +96,7 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
     concurrency = 1 if args.sweep_only else settings.worker_concurrency
     _exec(
         [
-            "celery", "--app", "workers.worker", "worker",
+            "celery", *_quiet_if_json(settings), "--app", "workers.worker", "worker",
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
             "--hostname", f"{args.name}@%h",
@@ -108,7 +114,7 @@ def cmd_beat(_: argparse.Namespace) -> NoReturn:
     settings = _settings()
     _exec(
         [
-            "celery", "--app", "workers.worker", "beat",
+            "celery", *_quiet_if_json(settings), "--app", "workers.worker", "beat",
             # The schedule is one fixed interval: nothing to keep in a file.
             "--scheduler", "celery.beat:Scheduler",
             "--loglevel", settings.log_level,

@@ -167,7 +167,6 @@ class Supervisor:
     def run(self) -> None:
         """Start everything and keep it running until ``stop()``."""
         for child in self.children:
-            child.backoff = next_backoff(0.0, 0.0)
             self._start(child)
         while not self._stopping.wait(CHECK_INTERVAL):
             self.check()
