@@ -22,6 +22,7 @@ from typing import NoReturn
 from jobgate.redis_server import RedisServer, RedisServerError, answers
 from jobgate.server import LIMIT_REQUEST_LINE
 from jobgate.supervisor import Supervisor, read_procfile
+from workers import logs
 from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import ConfigError
@@ -56,6 +57,8 @@ def _quiet_if_json(settings: Settings) -> list[str]:
 def cmd_web(_: argparse.Namespace) -> NoReturn:
     settings = _settings()
     from app.auth import KeyRing, check_bind_allowed  # noqa: PLC0415 - only this command needs Flask
+
+    logs.configure(settings)  # what the checks warn about, in JOBGATE_LOG_FORMAT too
 
     try:
         check_bind_allowed(settings, KeyRing.from_settings(settings))

@@ -147,4 +147,7 @@ def configure(settings: Settings, stream: IO[str] | None = None) -> logging.Hand
     handler = make_handler(settings.log_format, stream)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # Python's warnings as log lines (in JSON mode, a bare warning would be
+    # the one line that does not parse).
+    logging.captureWarnings(True)
     return handler
