@@ -53,7 +53,7 @@ def json_server(
 def test_a_submit_is_followed_by_request_id_from_api_to_worker(
     json_server: LiveServer, json_worker: Process
 ) -> None:
-    body = {"type": "demo.count", "params": {"n": 3}, "wait": 10}
+    body: dict[str, Any] = {"type": "demo.count", "params": {"n": 3}, "wait": 10}
 
     response = requests.post(
         f"{json_server.url}/v1/jobs", json=body, headers={"X-Request-ID": "trace-42"}, timeout=15
