@@ -15,7 +15,13 @@ from flask.testing import FlaskClient
 
 from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
-from tests.support.harness import LiveServer, Process, start_jobgate_worker, wait_until
+from tests.support.harness import (
+    LiveServer,
+    Process,
+    start_beat,
+    start_jobgate_worker,
+    wait_until,
+)
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -141,3 +147,14 @@ def test_the_access_line_is_written_by_the_app(
     assert record.__dict__["route"] == "/v1/job-types"
     assert record.__dict__["method"] == "GET"
     assert record.__dict__["status"] == 200
+
+
+def test_every_line_of_beat_is_json(json_settings: Settings, log_dir: Path) -> None:
+    beat = start_beat(json_settings, log_dir, "logs-beat")
+    try:
+        lines = json_lines(beat)
+    finally:
+        beat.stop()
+
+    assert any(line["message"].startswith("Scheduler: Sending due task") for line in lines)
+    assert all(line["logger"] for line in lines)
