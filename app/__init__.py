@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import importlib.resources
-import logging
 
 from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import jobs, ops
+from app import jobs, ops, requestlog
 from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
 from app.metrics import metrics_registry
 from app.ratelimit import limit_rate
 from app.schemas import ResultEntrySchema, ResultsBodySchema, submit_body_doc, submit_schemas
-from workers import registry
+from workers import logs, registry
 from workers.celery_app import make_celery
 from workers.config import Settings
 from workers.store import JobStore
@@ -36,7 +35,7 @@ def swagger_ui_assets() -> Blueprint:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper())
+    logs.configure(settings)
     registry.load_job_modules(settings.job_modules)
     keyring = KeyRing.from_settings(settings)
     check_bind_allowed(settings, keyring)
@@ -70,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)
+    requestlog.install(app)
 
     # Flask runs before-request hooks in the order they are registered: who is
     # asking, then the rate limit (by key digest or client address), then 401.
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _identify() -> None:
         if request.blueprint == jobs.blp.name:
             identify(keyring)
+            logs.bind(tenant=g.tenant)  # undone with the request id's binding
         else:
             g.tenant = None
 

@@ -208,6 +208,7 @@ class Jobs(MethodView):
             poll_timeout=data["poll_timeout"],
             retention=data["retention"],
             watch=wait > 0,
+            request_id=g.request_id,
         )
         if outcome is CreateOutcome.CREATED:
             jg.enqueue(keys, job_type)

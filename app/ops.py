@@ -36,16 +36,30 @@ class Metrics(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.alt_response(200, schema=HealthSchema, description="Redis answers and a worker was seen.")
-    @blp.alt_response(503, schema=HealthSchema, description="Not ready.")
+    @blp.alt_response(
+        200, schema=HealthSchema, description="Redis answers and a worker consumes the job queue."
+    )
+    @blp.alt_response(503, schema=HealthSchema, description="Not ready: `reason` says why.")
     def get(self) -> Response:
-        """Readiness: Redis answers and a worker was seen within WORKER_ALIVE_S (limits.py)."""
-        store = jobgate().store
+        """Readiness: Redis answers and a worker consuming the job queue
+        (JOBGATE_QUEUE) was seen within WORKER_ALIVE_S (limits.py). A worker on other queues only
+        (``jobgate worker --sweep-only``, say) does not count."""
+        jg = jobgate()
+        queue = jg.settings.queue
         try:
-            store.ping()
-            workers = store.workers_seen(limits.WORKER_ALIVE_S)
-        except BackendUnavailable:
-            return json_response({"status": "unavailable", "redis": False, "workers": []}, 503)
-        ready = bool(workers)
-        body = {"status": "ready" if ready else "no-workers", "redis": True, "workers": workers}
-        return json_response(body, 200 if ready else 503)
+            jg.store.ping()
+            workers = jg.store.workers_seen(limits.WORKER_ALIVE_S)
+            consumers = jg.store.workers_seen(limits.WORKER_ALIVE_S, queue=queue)
+        except BackendUnavailable as exc:
+            body = {"status": "unavailable", "reason": f"Redis: {exc}", "redis": False}
+            return json_response({**body, "workers": [], "queue": queue}, 503)
+        body = {"redis": True, "workers": workers, "queue": queue, "consumers": consumers}
+        if consumers:
+            return json_response({"status": "ready", **body})
+        reason = (
+            f"no worker consuming the job queue {queue!r} has sent a heartbeat "
+            f"within {limits.WORKER_ALIVE_S} s"
+        )
+        if workers:
+            reason += f" (live workers, on other queues only: {', '.join(workers)})"
+        return json_response({"status": "no-workers", "reason": reason, **body}, 503)

@@ -270,5 +270,10 @@ class JobTypeListSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String(required=True)
+    # Why not ready (503 from /readyz only).
+    reason = fields.String()
     redis = fields.Boolean()
     workers = fields.List(fields.String())
+    # /readyz: the job queue, and the live workers consuming it.
+    queue = fields.String()
+    consumers = fields.List(fields.String())

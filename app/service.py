@@ -76,6 +76,7 @@ def create_job(
     poll_timeout: int,
     retention: int,
     watch: bool,
+    request_id: str = "",
 ) -> Created:
     """Create the job; a new one or an idempotent replay comes back, any other
     outcome is the caller's error (IdConflict, TooManyJobs)."""
@@ -89,6 +90,7 @@ def create_job(
         max_runtime=job_type.runtime_limit(settings.max_runtime),
         max_attempts=job_type.max_attempts,
         watch=watch,
+        request_id=request_id,
     )
     if created.outcome is CreateOutcome.CONFLICT:
         raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -22,6 +21,8 @@ from typing import NoReturn
 
 from jobgate.redis_server import RedisServer, RedisServerError, answers
 from jobgate.server import LIMIT_REQUEST_LINE
+from jobgate.supervisor import Supervisor, read_procfile
+from workers import logs
 from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import ConfigError
@@ -47,9 +48,17 @@ def _exec(argv: list[str]) -> NoReturn:
     os.execv(program, [program, *argv[1:]])
 
 
+def _quiet_if_json(settings: Settings) -> list[str]:
+    """Celery's start-up banner is not a log line: in JSON mode it is left out,
+    so that every line of the output parses."""
+    return ["--quiet"] if settings.log_format == "json" else []
+
+
 def cmd_web(_: argparse.Namespace) -> NoReturn:
     settings = _settings()
     from app.auth import KeyRing, check_bind_allowed  # noqa: PLC0415 - only this command needs Flask
+
+    logs.configure(settings)  # what the checks warn about, in JOBGATE_LOG_FORMAT too
 
     try:
         check_bind_allowed(settings, KeyRing.from_settings(settings))
@@ -73,7 +82,8 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
             "--bind", f"{settings.bind_host}:{settings.port}",
             "--graceful-timeout", "30",
             "--timeout", "90",
-            "--access-logfile", "-",
+            # Its error log in JOBGATE_LOG_FORMAT; the access log is the app's.
+            "--logger-class", "jobgate.server.JobgateLogger",
             "app:create_app()",
         ]
     )  # fmt: skip
@@ -89,7 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
     concurrency = 1 if args.sweep_only else settings.worker_concurrency
     _exec(
         [
-            "celery", "--app", "workers.worker", "worker",
+            "celery", *_quiet_if_json(settings), "--app", "workers.worker", "worker",
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
             "--hostname", f"{args.name}@%h",
@@ -107,7 +117,7 @@ def cmd_beat(_: argparse.Namespace) -> NoReturn:
     settings = _settings()
     _exec(
         [
-            "celery", "--app", "workers.worker", "beat",
+            "celery", *_quiet_if_json(settings), "--app", "workers.worker", "beat",
             # The schedule is one fixed interval: nothing to keep in a file.
             "--scheduler", "celery.beat:Scheduler",
             "--loglevel", settings.log_level,
@@ -176,7 +186,8 @@ def _announce_when_up(port: int, text: str, stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Everything for a developer: Redis, API, worker, Flower, in the foreground."""
+    """Everything for a developer: Redis, API, worker, Flower, in the foreground,
+    each restarted when it dies (jobgate/supervisor.py)."""
     settings = _settings()
     redis_url, embedded = _choose_redis(embedded_only=args.embedded_redis)
     password = settings.flower_password or secrets.token_urlsafe(12)
@@ -190,30 +201,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     env.pop("REDIS_URL", None)
     # For a developer, Flower shows every task (production default: off).
     env.setdefault("JOBGATE_TASK_EVENTS", "1")
-    command = [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / args.procfile)]
-    command += ["-d", str(ROOT)]
-    if args.processes:
-        command += args.processes.split(",")
-    honcho = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        entries = read_procfile(
+            ROOT / args.procfile, args.processes.split(",") if args.processes else None
+        )
+    except ValueError as exc:
+        sys.exit(f"jobgate: {exc}")
+    supervisor = Supervisor(entries, env, ROOT, sys.stdout)
     stop = threading.Event()
     text = _banner(settings, redis_url, embedded is not None, password)
     threading.Thread(
         target=_announce_when_up, args=(settings.port, text, stop), daemon=True
     ).start()
 
-    def forward(signum: int, _frame: object) -> None:
-        if honcho.poll() is None:
-            honcho.send_signal(signum)
+    def request_stop(_signum: int, _frame: object) -> None:
+        supervisor.request_stop()
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
-        code = honcho.wait()  # PEP 475: a signal we forward does not interrupt it
+        supervisor.run()
     finally:
         stop.set()
+        supervisor.stop()
         if embedded is not None:
             embedded.close()
-    return code
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,13 +42,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from gunicorn import http, util
+from gunicorn import glogging, http, util
 from gunicorn.http import body as gunicorn_body
 from gunicorn.http import parser as gunicorn_parser
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from workers import logs
 from workers.config import Settings
 
 PROBLEM_TYPE = "urn:jobgate:problem:{code}"  # as app/errors.py
@@ -438,3 +439,19 @@ def _close_if_body_unread(
         return start_response(status, headers, exc_info)
 
     return app(environ, start)
+
+
+class JobgateLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's error log through Jobgate's handler, in JOBGATE_LOG_FORMAT.
+
+    gunicorn's access log stays off: the app writes its own access line
+    (app/requestlog.py), with the route and the request id.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for old in list(self.error_log.handlers):
+            self.error_log.removeHandler(old)
+        handler = logs.make_handler(Settings.from_env().log_format)
+        handler._gunicorn = True  # type: ignore[attr-defined] # gunicorn drops it on reload
+        self.error_log.addHandler(handler)

@@ -159,6 +159,7 @@ class Settings:
     shutdown_grace: float = _setting("JOBGATE_SHUTDOWN_GRACE", 20.0, FLOAT, 0, 3600)
     redis_timeout: float = _setting("JOBGATE_REDIS_TIMEOUT", 2.0, FLOAT, 0.1, 60)
     log_level: str = _setting("JOBGATE_LOG_LEVEL", "INFO", TEXT)
+    log_format: str = _setting("JOBGATE_LOG_FORMAT", "text", TEXT, choices=("json", "text"))
     trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, INT, 0, 10)
     max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, INT, 0, 1000)
 

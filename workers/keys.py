@@ -11,6 +11,13 @@ from dataclasses import dataclass
 
 PREFIX = "jobgate:"
 WORKERS = PREFIX + "workers"
+
+
+def queue_workers(queue: str) -> str:
+    """Sorted set of the workers consuming ``queue``, scored by their last heartbeat."""
+    return f"{PREFIX}workers:{queue}"
+
+
 # A counter that makes index scores unique within a millisecond.
 SEQUENCE = PREFIX + "seq"
 

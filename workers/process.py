@@ -24,7 +24,7 @@ from typing import Any
 
 from celery import signals
 
-from workers import limits
+from workers import limits, logs
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.store import JobStore
@@ -97,6 +97,13 @@ def worker_store() -> JobStore:
     return store
 
 
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Celery's worker and beat log through Jobgate's handler (JOBGATE_LOG_FORMAT):
+    connecting here is what stops Celery from configuring logging itself."""
+    logs.configure(state.current_settings())
+
+
 @signals.worker_process_init.connect
 def _in_pool_process(**_: Any) -> None:
     state.in_pool_process = True
@@ -130,15 +137,22 @@ def _name_node(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_ready.connect
 def _start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell /readyz that a worker is alive, every 10 s, from the main process."""
+    """Tell /readyz that a worker is alive, and which queues it consumes,
+    every 10 s, from the main process (``sender`` is the worker's consumer)."""
     name = state.node
     store = worker_store()
     store.warn_unless_noeviction()
 
+    def consumed() -> list[str]:
+        try:
+            return sorted(sender.app.amqp.queues.consume_from)
+        except AttributeError:  # no consumer to ask: the heartbeat alone
+            return []
+
     def beat() -> None:
         while True:
             try:
-                store.mark_worker_alive(name)
+                store.mark_worker_alive(name, queues=consumed())
             except BackendUnavailable as exc:
                 log.warning("cannot record worker heartbeat: %s", exc)
             threading.Event().wait(WORKER_HEARTBEAT_SECONDS)

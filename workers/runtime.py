@@ -28,13 +28,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from workers import limits, registry
+from workers import limits, logs, registry
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
-from workers.store import JobStore
+from workers.store import JobStore, Started
 from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
@@ -276,11 +276,24 @@ def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE
 
 
 def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
-    """Run the job ``keys`` if it is still queued; returns what happened."""
-    started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
-    if not started.run:
-        log.info("job %s not run: it is %s", keys.job_id, started.status)
-        return f"skipped:{started.status}"
+    """Run the job ``keys`` if it is still queued; returns what happened.
+
+    Every line logged meanwhile carries the job's id and tenant and, once
+    started, its type, attempt and the request id of the submit that made it.
+    """
+    with logs.bound(job_id=keys.job_id, tenant=keys.tenant):
+        started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
+        if not started.run:
+            log.info("job %s not run: it is %s", keys.job_id, started.status)
+            return f"skipped:{started.status}"
+        with logs.bound(type=started.type, attempt=started.attempt, request_id=started.request_id):
+            log.info("job %s started", keys.job_id)
+            outcome = _run_started(store, settings, keys, started)
+            log.info("job %s ended: %s", keys.job_id, outcome)
+            return outcome
+
+
+def _run_started(store: JobStore, settings: Settings, keys: JobKeys, started: Started) -> str:
     job_type = registry.get(started.type)
     if job_type is None:
         error = internal_error(f"No job type {started.type!r} on this worker")

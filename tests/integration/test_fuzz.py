@@ -3,6 +3,8 @@ negative data: no 5xx, and no answer that contradicts the document."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from app import create_app
 from app.schemas import MAX_POLL_WAIT, MAX_WAIT
 from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
-from tests.support.harness import Process
+from workers.store import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +25,34 @@ FUZZ_KEY = "fuzz-key-not-secret"
 
 
 @pytest.fixture(scope="module")
-def openapi_schema(redis_server: RedisServer, worker: Process) -> Any:
-    # With a worker present, as in production: /readyz's 503 means "no worker".
+def fuzz_queue_heartbeat(redis_server: RedisServer) -> Iterator[str]:
+    """A live heartbeat for a consumer of the fuzz queue, as in production
+    (/readyz's 503 means "no worker on the job queue"), without a process that
+    takes the fuzzer's jobs (see bound_waits)."""
+    settings = make_test_settings(redis_server.url, queue="jobgate-fuzz")
+    store = JobStore.from_settings(settings)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            store.mark_worker_alive("fuzz-consumer@test", queues=[settings.queue])
+            if stop.wait(5):
+                return
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    yield settings.queue
+    stop.set()
+    beating.join(10)
+
+
+@pytest.fixture(scope="module")
+def openapi_schema(redis_server: RedisServer, fuzz_queue_heartbeat: str) -> Any:
     # With keys on: the fuzzer's requests carry a valid key (see check below).
     app = create_app(
-        make_test_settings(redis_server.url, queue="jobgate-fuzz", api_keys={FUZZ_KEY: "fuzz"})
+        make_test_settings(
+            redis_server.url, queue=fuzz_queue_heartbeat, api_keys={FUZZ_KEY: "fuzz"}
+        )
     )
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     # A valid request may meet a job the fuzzer itself deleted a moment ago:

@@ -151,11 +151,11 @@ def test_a_timed_out_job_is_retryable(store: JobStore, client: Any, make_job: Ma
 
 
 def test_start_reply_parses_a_job_to_run_and_a_refusal() -> None:
-    run = StartReply.parse(["run", "demo.count", '{"n":1}', 2])
+    run = StartReply.parse(["run", "demo.count", '{"n":1}', 2, "trace-42"])
     skipped = StartReply.parse(["skip", "DONE"])
     missing = StartReply.parse(["missing"])
 
-    assert run == StartReply(True, "RUNNING", "demo.count", '{"n":1}', 2)
+    assert run == StartReply(True, "RUNNING", "demo.count", '{"n":1}', 2, "trace-42")
     assert (skipped.run, skipped.status) == (False, "DONE")
     assert (missing.run, missing.status) == (False, "missing")
 

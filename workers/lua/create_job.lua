@@ -1,5 +1,6 @@
 -- ARGS: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
---   max_attempts, watch (0|1: the caller will wait for the job: create its events stream)
+--   max_attempts, watch (0|1: the caller will wait for the job: create its events stream),
+--   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be '')
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGS[1], ARGS[2]
@@ -29,6 +30,9 @@ redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', STATUS_INITIALIZED, 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGS[4], 'max_runtime', ARGS[5], 'attempt', 0,
   'max_attempts', ARGS[7], 'msgs', 1)
+if ARGS[9] and ARGS[9] ~= '' then
+  redis.call('HSET', K_RECORD, 'rid', ARGS[9])
+end
 if poll_timeout > 0 then
   set_heartbeat(now, poll_timeout)
 end

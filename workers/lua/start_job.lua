@@ -1,7 +1,8 @@
 -- A worker takes a queued job: it becomes RUNNING under a lease (token, TTL)
 -- that the worker renews; a second delivery while the lease lives does nothing.
 -- ARGS: worker name, lease_ms
--- Returns {'missing'} | {'gone'} | {'skip', status} | {'run', type, params, attempt}.
+-- Returns {'missing'} | {'gone'} | {'skip', status} |
+--   {'run', type, params, attempt, request_id ('' when the record has none)}.
 local worker, lease_ms = ARGS[1], tonumber(ARGS[2])
 local now = now_ms()
 local status = settle(now)
@@ -29,5 +30,5 @@ if hget_num('poll_timeout') == 0 then
 end
 schedule_due()
 notify(STATUS_RUNNING, redis.call('HGET', K_RECORD, 'progress'))
-local fields = redis.call('HMGET', K_RECORD, 'type', 'params')
-return {TAG_RUN, fields[1], fields[2], attempt}
+local fields = redis.call('HMGET', K_RECORD, 'type', 'params', 'rid')
+return {TAG_RUN, fields[1], fields[2], attempt, fields[3] or ''}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -22,19 +23,27 @@ class Liveness(StoreCore):
         return bool(self.redis.ping())
 
     @backend_errors
-    def mark_worker_alive(self, worker: str, ttl: int = limits.WORKER_ALIVE_S) -> None:
-        """Record that ``worker`` is alive; entries older than ``ttl`` are trimmed."""
+    def mark_worker_alive(
+        self, worker: str, ttl: int = limits.WORKER_ALIVE_S, queues: Iterable[str] = ()
+    ) -> None:
+        """Record that ``worker`` is alive, consuming ``queues``; entries older
+        than ``ttl`` are trimmed."""
         now = float(self.redis.time()[0])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(keyspace.WORKERS, {worker: now})
-        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - ttl)
-        pipe.expire(keyspace.WORKERS, ttl)
+        for key in [keyspace.WORKERS, *(keyspace.queue_workers(q) for q in queues)]:
+            pipe.zadd(key, {worker: now})
+            pipe.zremrangebyscore(key, "-inf", now - ttl)
+            pipe.expire(key, ttl)
         pipe.execute()
 
     @backend_errors
-    def workers_seen(self, within: int = limits.WORKER_ALIVE_S) -> list[str]:
+    def workers_seen(
+        self, within: int = limits.WORKER_ALIVE_S, queue: str | None = None
+    ) -> list[str]:
+        """Workers seen alive within ``within`` s (only those consuming ``queue``, if given)."""
+        key = keyspace.WORKERS if queue is None else keyspace.queue_workers(queue)
         now = float(self.redis.time()[0])
-        seen: Any = self.redis.zrangebyscore(keyspace.WORKERS, now - within, "+inf")
+        seen: Any = self.redis.zrangebyscore(key, now - within, "+inf")
         return [str(name) for name in seen]
 
     @backend_errors

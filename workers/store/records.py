@@ -122,6 +122,8 @@ class Started:
     params: dict[str, Any] | None = None
     attempt: int = 0
     token: str = ""
+    # The X-Request-ID of the submit that created the job ('' if none), for logs.
+    request_id: str = ""
 
     @classmethod
     def from_reply(cls, reply: StartReply, token: str) -> Started:
@@ -134,4 +136,5 @@ class Started:
             params=orjson.loads(reply.params_json),
             attempt=reply.attempt,
             token=token,
+            request_id=reply.request_id,
         )

@@ -218,12 +218,15 @@ class StartReply(NamedTuple):
     type: str = ""
     params_json: str = ""
     attempt: int = 0
+    request_id: str = ""
 
     @classmethod
     def parse(cls, reply: list[Any]) -> StartReply:
         if reply[0] == Tag.RUN:
-            _, job_type, params_json, attempt = reply
-            return cls(True, Status.RUNNING.value, job_type, params_json, int(attempt))
+            _, job_type, params_json, attempt, request_id = reply
+            return cls(
+                True, Status.RUNNING.value, job_type, params_json, int(attempt), str(request_id)
+            )
         status = reply[1] if reply[0] == Tag.SKIP else reply[0]
         return cls(False, str(status))
 

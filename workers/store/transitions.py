@@ -72,11 +72,14 @@ class JobStore(Recovery, Liveness):
         max_runtime: int,
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
+        request_id: str = "",
     ) -> Created:
         """Create the job unless its id is taken (see ``CreateOutcome``); a new
         job comes back with its record (what a read would return): one round
         trip for a submit that does not wait. ``watch``: the caller will
-        ``wait_for_event`` after the record's ``last_event_id``."""
+        ``wait_for_event`` after the record's ``last_event_id``. ``request_id``:
+        the submitting request's X-Request-ID, kept (at most RECORD_VALUE_MAX
+        bytes) for the worker's log lines."""
         reply = self._run(
             "create_job",
             keys,
@@ -88,6 +91,7 @@ class JobStore(Recovery, Liveness):
             self.settings.tenant_max_active,
             max_attempts,
             int(watch),
+            request_id[: limits.RECORD_VALUE_MAX],
         )
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
