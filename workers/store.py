@@ -594,8 +594,8 @@ class JobStore:
         returns how many.
 
         Exact, by message identity: each job's current message (task id
-        ``<tenant>:<id>:<msgs>``) is looked for in the broker's lists and in
-        kombu's unacked hash. It is lost when it is in neither (popped by a
+        ``<tenant>:<id>``, number ``msgs`` in its header) is looked for in the
+        broker's lists and in kombu's unacked hash. It is lost when it is in neither (popped by a
         worker that stopped before reading it, celery#4354; never sent by an
         API process that died), or when it was delivered ``grace_ms`` +
         JOBGATE_SHUTDOWN_GRACE ago and its job has still not started (held by
