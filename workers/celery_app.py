@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import Ignore
 
 from workers import broker_patch, process, registry, runtime, task_states
 from workers.broker import JOB_PRIORITY, MESSAGE_HEADER, PRIORITY_STEPS, RESEND_PRIORITY
 from workers.config import Settings
+from workers.job_metrics import JobEnd
 from workers.keys import JobKeys
 from workers.process import worker_store
 from workers.sweep import sweep
@@ -161,17 +161,25 @@ def make_celery(settings: Settings) -> Celery:
         if settings.task_events:
             send = task_states.event_sender(app, task.request.id, task.request.hostname)
             progress = task_states.ProgressEvents(send)
-        outcome = runtime.execute(store, settings, keys, on_progress=progress)
-        if outcome.startswith(runtime.SKIPPED):
-            raise Ignore()
+        runtime.execute(store, settings, keys, on_progress=progress)
+        # Also when this delivery did not run it (the job was cancelled, or
+        # ran, before): the task shows how the job ended, or nothing new.
         return task_states.task_result(runtime.job_end(store, keys))
 
     def resend(keys: JobKeys, type_name: str, seq: int) -> None:
         send_job(app, settings, keys, type_name, seq)
 
+    def report_lost_executions(ended: list[tuple[JobKeys, JobEnd]]) -> None:
+        # The sweep ended these jobs (a lost worker's lease, a lapsed poll):
+        # no worker will report them, so the sweep's process does.
+        if settings.task_events:
+            for keys, end in ended:
+                send = task_states.event_sender(app, keys.task_arg(), process.state.node)
+                task_states.send_failure(send, end)
+
     # Acked at once: a lost sweep is replaced by the next one.
     @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
     def run_sweep() -> dict[str, int]:
-        return sweep(worker_store(), resend)
+        return sweep(worker_store(), resend, report_lost_executions)
 
     return app

@@ -78,8 +78,9 @@ return 1
 )
 
 # KEYS: the job's record, the duration histogram. ARGV: TTL, bounds.
-# Returns {status or false, error JSON or false, seconds run or false}; a
-# terminal job that had started is counted once (the record's 'observed').
+# Returns {status or false, error JSON or false, seconds run or false, 1 when
+# this call counted it}; a terminal job that had started is counted once (the
+# record's 'observed').
 JOB_ENDED_LUA = (
     _OBSERVE
     + """
@@ -87,17 +88,18 @@ local f = redis.call('HMGET', KEYS[1], 'status', 'error', 'type', 'started', 'fi
   'observed')
 local status = f[1]
 if status ~= 'DONE' and status ~= 'FAILED' then
-  return {status or false, false, false}
+  return {status or false, false, false, 0}
 end
-local seconds = false
+local seconds, counted = false, 0
 if f[4] and f[5] then
   seconds = (tonumber(f[5]) - tonumber(f[4])) / 1000
   if not f[6] then
     redis.call('HSET', KEYS[1], 'observed', 1)
     observe(KEYS[2], f[3] .. '|' .. status, seconds, 2)
+    counted = 1
   end
 end
-return {status, f[2] or false, seconds and tostring(seconds)}
+return {status, f[2] or false, seconds and tostring(seconds), counted}
 """
 )
 
@@ -110,6 +112,8 @@ class JobEnd:
     code: ErrorCode | None = None
     message: str = ""
     seconds: float | None = None
+    # This look counted its duration: the first to see it ended.
+    first_seen: bool = False
 
 
 def _text(raw: Any) -> str:
@@ -133,16 +137,23 @@ class JobMetrics:
         """An execution of the job ended: how the job stands, its duration
         observed if it is now DONE or FAILED."""
         reply: Any = self._ended(keys=[keys.record, keyspace.JOB_DURATION], args=self._args)
-        status_raw, error_raw, seconds_raw = reply
+        status_raw, error_raw, seconds_raw, counted = reply
         if not status_raw:
             return JobEnd(None)
         status = Status(_text(status_raw))
         seconds = float(_text(seconds_raw)) if seconds_raw else None
         if not error_raw:
-            return JobEnd(status, seconds=seconds)
+            return JobEnd(status, seconds=seconds, first_seen=bool(counted))
         error = orjson.loads(error_raw)
         code = ErrorCode(error.get("code", ErrorCode.INTERNAL_ERROR.value))
-        return JobEnd(status, code, str(error.get("message", "")), seconds)
+        return JobEnd(status, code, str(error.get("message", "")), seconds, bool(counted))
+
+    def due_now(self, limit: int) -> list[JobKeys]:
+        """The jobs a sweep is about to settle (their clock is due)."""
+        seconds, micros = self.client.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        members: Any = self.client.zrangebyscore(keyspace.DUE, "-inf", now_ms, 0, limit)
+        return [JobKeys.from_member(_text(member)) for member in members]
 
 
 # -- scrape time --------------------------------------------------------------

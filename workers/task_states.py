@@ -80,6 +80,16 @@ def task_result(end: JobEnd | None) -> str:
 
 
 Send = Callable[..., Any]
+FAILED_EVENT = "task-failed"
+
+
+def send_failure(send: Send, end: JobEnd) -> None:
+    """A ``task-failed`` event for a job that no worker saw end (the sweep's)."""
+    code = end.code or ErrorCode.INTERNAL_ERROR
+    try:
+        send(FAILED_EVENT, exception=repr(FAILURES[code](end.message or code.value)))
+    except Exception as exc:
+        log.warning("cannot send a task-failed event: %s", exc)
 
 
 class ProgressEvents:
