@@ -57,7 +57,8 @@ FAULTS = (
     "pool", "worker", "redis-SIGTERM", "pool", "worker", "pool", "redis-SIGKILL",
     "worker", "pool", "worker", "redis-SIGTERM", "pool", "worker",
 )  # fmt: skip
-RECEIVED = re.compile(r"Task jobgate\.run\[([0-9a-f-]+)\] received")
+# A task id is the job's, <tenant>:<id>, the same for every message of a job.
+RECEIVED = re.compile(r"Task jobgate\.run\[([^\]]+)\] received")
 SWEEP_RESENT = re.compile(r"sweep: resent (\d+) requeued")
 SWEEP_LOST = re.compile(r"sweep: (\d+) queued job\(s\) whose message was lost")
 
@@ -324,12 +325,14 @@ class Soak:
         return 1 if self.failures else 0
 
     def messages(self) -> tuple[int, int, int, int]:
-        """Task ids consumed (from the worker logs), left queued, and the sweep's counts."""
-        ids: set[str] = set()
+        """Deliveries received (from the worker logs: every message of a job has
+        the job's task id, so they are counted, not told apart; a message
+        redelivered counts again), left queued, and the sweep's counts."""
+        ids: list[str] = []
         resent = lost = 0
         for process in self.processes:
             text = process.output()
-            ids.update(RECEIVED.findall(text))
+            ids.extend(RECEIVED.findall(text))
             resent += sum(int(n) for n in SWEEP_RESENT.findall(text))
             lost += sum(int(n) for n in SWEEP_LOST.findall(text))
         raw = redis.Redis.from_url(self.redis.url)
