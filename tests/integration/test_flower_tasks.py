@@ -102,6 +102,22 @@ def test_a_failed_job_is_a_failure_task_named_after_its_error_code(
     assert status_of_celery_state(info["state"]) == Status.FAILED
 
 
+def test_flowers_search_finds_a_job_by_its_bare_id(
+    flower_url: str, events_api: FlaskClient
+) -> None:
+    job = submit(events_api, params={"n": 1}, wait=20).get_json()
+    task_in_state(flower_url, f"{DEFAULT_TENANT}:{job['id']}", "SUCCESS")
+
+    answer = requests.get(
+        f"{flower_url}/api/tasks",
+        params={"search": job["id"]},
+        auth=("admin", PASSWORD),
+        timeout=10,
+    )
+
+    assert list(answer.json()) == [f"{DEFAULT_TENANT}:{job['id']}"]
+
+
 def test_a_done_job_is_a_success_task_with_a_summary_not_its_result(
     flower_url: str, events_api: FlaskClient
 ) -> None:

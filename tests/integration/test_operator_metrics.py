@@ -7,17 +7,22 @@ scrape renders both.
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
+import requests
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
 from tests.integration.test_metrics import scrape
 from tests.support.api import poll_until, submit, terminal
-from tests.support.harness import wait_until
+from tests.support.harness import LiveServer, Process, wait_until
+from workers.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +131,36 @@ def test_http_counters_count_each_request_by_route_and_status(api: FlaskClient) 
         == 5
     )
     assert not any(job["id"] in dict(labels).get("route", "") for _, labels in after)
+
+
+def test_http_counts_add_up_across_gunicorn_processes(
+    settings: Settings, log_dir: Path, worker: Process
+) -> None:
+    server = LiveServer(settings, log_dir, web_workers=3, web_threads=4)
+    try:
+        series = (
+            "jobgate_http_requests_total",
+            (("method", "GET"), ("route", "/v1/job-types"), ("status", "200")),
+        )
+
+        def scraped() -> Samples:
+            text = requests.get(f"{server.url}/metrics", timeout=10).text
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+
+        before = scraped().get(series, 0.0)
+        # A new connection each: gunicorn's processes share them out.
+        for _ in range(30):
+            assert requests.get(f"{server.url}/v1/job-types", timeout=10).status_code == 200
+
+        # Each process flushes its counts within a second; none is lost or doubled.
+        wait_until(
+            lambda: scraped().get(series, 0.0) - before == 30, 30, "30 counted requests", step=0.5
+        )
+        time.sleep(2.5)  # two more flush intervals: nothing counted twice
+        assert scraped().get(series, 0.0) - before == 30
+    finally:
+        server.stop()
