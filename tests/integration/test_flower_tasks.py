@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from flask.testing import FlaskClient
 
@@ -23,6 +24,7 @@ from jobgate.redis_server import RedisServer, free_port
 from tests.integration.conftest import make_test_settings
 from tests.support.api import submit
 from tests.support.harness import BIN, Process, start_worker, wait_until
+from workers.broker import UNACKED, Broker
 from workers.config import Settings
 from workers.states import Status, status_of_celery_state
 from workers.store import JobStore
@@ -90,7 +92,7 @@ def task_in_state(url: str, task_id: str, state: str) -> dict[str, Any]:
 
 
 def test_a_failed_job_is_a_failure_task_named_after_its_error_code(
-    flower_url: str, events_api: FlaskClient
+    flower_url: str, events_api: FlaskClient, events_settings: Settings
 ) -> None:
     job = submit(events_api, params={"n": 3, "fail_at": 1}, wait=20).get_json()
     assert job["status"] == "FAILED"
@@ -100,6 +102,9 @@ def test_a_failed_job_is_a_failure_task_named_after_its_error_code(
     assert info["uuid"] == f"{DEFAULT_TENANT}:{job['id']}"
     assert info["exception"] == "JOB_ERROR('failed at step 1')"
     assert status_of_celery_state(info["state"]) == Status.FAILED
+    # Raised to show FAILURE, yet acked as before: nothing waits or is held.
+    broker = Broker(redis.Redis.from_url(events_settings.redis_url), events_settings.queue)
+    wait_until(lambda: broker.waiting() == 0 and broker.client.hlen(UNACKED) == 0, 30, "the ack")
 
 
 def test_flowers_search_finds_a_job_by_its_bare_id(
