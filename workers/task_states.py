@@ -10,7 +10,8 @@ task's state follows the job's status through ``states.CELERY_STATE_OF``:
   traceback (a failed job is no Jobgate error), and with
   ``task_acks_on_failure_or_timeout`` the message is acked as after a success;
 - RUNNING → the custom state PROGRESS, sent as the task event
-  ``task-progress`` at most once a second while the job reports progress.
+  ``task-progress`` at most once a second while the job reports progress,
+  the first after a second of running.
   Celery's event state (Flower's) takes an unknown event's name as the task's
   state and its fields as the task's; Flower's task page and
   ``/api/task/info`` show only Celery's own fields, so the percent and the
@@ -102,7 +103,9 @@ class ProgressEvents:
         self._send = send
         self._message = ""
         self._sent: tuple[int, str] | None = None
-        self._sent_at = 0.0
+        # The first event after a second of running: a shorter job's start and
+        # end events say all, and a short job pays for no progress event.
+        self._sent_at = time.monotonic()
 
     def __call__(self, percent: int, message: str) -> None:
         if message:
