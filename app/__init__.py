@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import jobs, ops, requestlog
+from app import http_metrics, jobs, ops, requestlog
 from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     store = JobStore.from_settings(settings)
     store.warn_unless_noeviction()
+    http = http_metrics.install(app, store.redis)
     app.extensions["jobgate"] = Jobgate(
         settings=settings,
         store=store,
@@ -109,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         wait_slots=WaitSlots(
             settings.web_threads, settings.tenant_wait_share, len(keyring.tenants)
         ),
-        metrics=metrics_registry(store),
+        metrics=metrics_registry(store, http),
     )
 
     return app

@@ -58,6 +58,7 @@ FAULTS = (
     "pool", "worker", "redis-SIGTERM", "pool", "worker", "pool", "redis-SIGKILL",
     "worker", "pool", "worker", "redis-SIGTERM", "pool", "worker",
 )  # fmt: skip
+# A task id is the job's, <tenant>:<id>, the same for every message of a job.
 RECEIVED = re.compile(r"Task jobgate\.run\[([^\]]+)\] received")
 SWEEP_RESENT = re.compile(r"sweep: resent (\d+) requeued")
 SWEEP_LOST = re.compile(r"sweep: (\d+) queued job\(s\) whose message was lost")

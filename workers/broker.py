@@ -1,11 +1,14 @@
 """What Jobgate knows of the broker's own keys (kombu's Redis transport).
 
-A job's message is found *exactly*, by its identity, never by a time mark:
-every message of a job carries the task id ``<tenant>:<id>:<n>``, ``n`` being
-the job's message sequence kept on its record (``msgs``). kombu stores a
-waiting message as JSON in a Redis list per queue and priority step, and a
-delivered, unacknowledged one in the ``unacked`` hash (its delivery time in
-``unacked_index``); the message's ``correlation_id`` is its task id.
+A job's message is found *exactly*, by its identity, never by a time mark.
+Every message of a job has the job's own task id, ``<tenant>:<id>`` (so that
+Flower and ``celery inspect query_task`` find the job by its id), and carries
+its number ``n`` (the record's message count, ``msgs``) in the message header
+``MESSAGE_HEADER`` as ``<tenant>:<id>:<n>``: the pair (task id, n), which no
+other message of the job shares. kombu stores a waiting message as JSON in a
+Redis list per queue and priority step, and a delivered, unacknowledged one
+in the ``unacked`` hash (its delivery time in ``unacked_index``), headers in
+clear (only the body is base64, which is why ``n`` is not in the task's args).
 
 Priorities: on kombu's Redis transport the *lowest* number is served first
 (BRPOP is given the priority lists in ascending order). A new job's message
@@ -24,6 +27,8 @@ from kombu.transport.redis import Channel
 RESEND_PRIORITY = 0
 JOB_PRIORITY = 9
 PRIORITY_STEPS = [RESEND_PRIORITY, JOB_PRIORITY]
+# The message header naming the message: ``<task id>:<n>`` (keys.message_id).
+MESSAGE_HEADER = "jobgate_message"
 UNACKED = Channel.unacked_key
 UNACKED_INDEX = Channel.unacked_index_key
 # The lists are read from their consumed end, this many messages an LRANGE,
@@ -33,8 +38,9 @@ SCAN_CHUNK = 250
 SCAN_MAX = 10_000
 
 # KEYS: the queue's lists, then kombu's unacked hash and its index.
-# ARGV: how many messages one LRANGE reads, the most to read, then the
-# message ids looked for.
+# ARGV: the header's mark (``"jobgate_message": "``, as kombu's JSON writes
+# it), how many messages one LRANGE reads, the most to read, then the message
+# ids looked for.
 # Returns, per id: 'q' (waiting in a list), 'u<seconds>' (delivered, not acked,
 # at that time), '' (nowhere), or '?' (not found in the SCAN_MAX messages
 # read: unknown, a backlog longer than that). The small unacked hash is read first; the
@@ -42,11 +48,10 @@ SCAN_MAX = 10_000
 # jobs looked for) and the scan stops as soon as every id is found, so a full
 # scan happens only while a message is missing.
 FIND_MESSAGES_LUA = """
-local chunk_size, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
-local wanted, left = {}, #ARGV - 2
-for i = 3, #ARGV do wanted[ARGV[i]] = i - 2 end
+local MARK, chunk_size, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local wanted, left = {}, #ARGV - 3
+for i = 4, #ARGV do wanted[ARGV[i]] = i - 3 end
 local found, missing = {}, ''
-local MARK = '"correlation_id": "'
 local function look(raw)
   -- A plain find (no pattern): kombu writes the property exactly so.
   local at = string.find(raw, MARK, 1, true)
@@ -90,9 +95,13 @@ for k = 1, #KEYS - 2 do
   end
 end
 local out = {}
-for i = 1, #ARGV - 2 do out[i] = found[i] or missing end
+for i = 1, #ARGV - 3 do out[i] = found[i] or missing end
 return out
 """
+
+
+# kombu writes its JSON with the standard library's separators.
+HEADER_MARK = f'"{MESSAGE_HEADER}": "'
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -118,7 +127,8 @@ class Broker:
         if not message_ids:
             return {}
         keys = [*self.lists, UNACKED, UNACKED_INDEX]
-        reply: Any = self._find(keys=keys, args=[SCAN_CHUNK, SCAN_MAX, *message_ids])
+        args: list[str | int] = [HEADER_MARK, SCAN_CHUNK, SCAN_MAX, *message_ids]
+        reply: Any = self._find(keys=keys, args=args)
         where: dict[str, str] = {}
         for message_id, raw in zip(message_ids, reply, strict=True):
             text = raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -13,9 +13,10 @@ from typing import Any
 
 from celery import Celery
 
-from workers import broker_patch, process, registry, runtime
-from workers.broker import JOB_PRIORITY, PRIORITY_STEPS, RESEND_PRIORITY
+from workers import broker_patch, process, registry, runtime, task_states
+from workers.broker import JOB_PRIORITY, MESSAGE_HEADER, PRIORITY_STEPS, RESEND_PRIORITY
 from workers.config import Settings
+from workers.job_metrics import JobEnd
 from workers.keys import JobKeys
 from workers.process import worker_store
 from workers.sweep import sweep
@@ -46,14 +47,16 @@ def control_queue(settings: Settings) -> str:
 
 def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq: int = 1) -> None:
     """Put the job's message number ``seq`` on the broker: the job's identity,
-    nothing else, under a task id of its own (``<tenant>:<id>:<seq>``, the
-    record's ``msgs``) by which the sweep finds it. The first message of a
+    nothing else, under the job's task id (``<tenant>:<id>``, the same for
+    every message of the job), its number in a header (``<tenant>:<id>:<seq>``,
+    ``seq`` the record's ``msgs``) by which the sweep finds it. The first message of a
     job waits its turn; a later one (the job was requeued, or its message
     lost) is served before every first message (workers/broker.py)."""
     app.send_task(
         TASK_NAME,
         args=[keys.task_arg()],
-        task_id=keys.message_id(seq),
+        task_id=keys.task_arg(),
+        headers={MESSAGE_HEADER: keys.message_id(seq)},
         queue=settings.queue,
         priority=JOB_PRIORITY if seq == 1 else RESEND_PRIORITY,
         time_limit=hard_limit(settings, type_name),
@@ -91,6 +94,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # killed worker does not lose its job.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A job that ended FAILED raises (its task shows FAILURE): its message
+        # is acked all the same (Celery's default, stated: False would drop it
+        # with a reject instead). Job time limits are Jobgate's own.
+        "task_acks_on_failure_or_timeout": True,
         # One message per process at a time: no job waits behind a long one.
         "worker_prefetch_multiplier": 1,
         "task_default_queue": settings.queue,
@@ -138,16 +145,41 @@ def make_celery(settings: Settings) -> Celery:
     # (API keys, the Flower password, the Redis URL) stay in process.state.
     app.conf.update(celery_config(settings))
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    # A job that ended FAILED raises its code's JobFailed (workers.task_states):
+    # expected (``throws``: logged at INFO, no traceback), acked as a success.
+    @app.task(
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        throws=(task_states.JobFailed,),
+    )
     def run_job(task: Any, job_ref: str) -> str:
-        return runtime.execute(worker_store(), settings, JobKeys.from_task_arg(job_ref))
+        keys = JobKeys.from_task_arg(job_ref)
+        store = worker_store()
+        progress = None
+        if settings.task_events:
+            send = task_states.event_sender(app, task.request.id, task.request.hostname)
+            progress = task_states.ProgressEvents(send)
+        runtime.execute(store, settings, keys, on_progress=progress)
+        # Also when this delivery did not run it (the job was cancelled, or
+        # ran, before): the task shows how the job ended, or nothing new.
+        return task_states.task_result(runtime.job_end(store, keys))
 
     def resend(keys: JobKeys, type_name: str, seq: int) -> None:
         send_job(app, settings, keys, type_name, seq)
 
+    def report_lost_executions(ended: list[tuple[JobKeys, JobEnd]]) -> None:
+        # The sweep ended these jobs (a lost worker's lease, a lapsed poll):
+        # no worker will report them, so the sweep's process does.
+        if settings.task_events:
+            for keys, end in ended:
+                send = task_states.event_sender(app, keys.task_arg(), process.state.node)
+                task_states.send_failure(send, end)
+
     # Acked at once: a lost sweep is replaced by the next one.
     @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
     def run_sweep() -> dict[str, int]:
-        return sweep(worker_store(), resend)
+        return sweep(worker_store(), resend, report_lost_executions)
 
     return app

@@ -53,6 +53,15 @@ REQUEUE = PREFIX + "requeue"
 # Hash of job counters for /metrics (submitted, finished by status and code).
 STATS = PREFIX + "stats"
 
+# Histograms for /metrics (workers/job_metrics.py), hashes of bucket counts:
+# field ``<labels>|<upper bound>`` counts the values that fell in that bucket
+# alone (cumulative buckets are summed at scrape time), ``<labels>|sum`` their sum.
+JOB_DURATION = PREFIX + "metrics:job_duration"
+JOB_QUEUE_WAIT = PREFIX + "metrics:job_queue_wait"
+HTTP_DURATION = PREFIX + "metrics:http_duration"
+# Hash of HTTP request counts, field ``<method>|<route>|<status>``.
+HTTP_REQUESTS = PREFIX + "metrics:http_requests"
+
 # Prefix of the rate limiter's counters (Flask-Limiter / limits).
 RATE_LIMIT_PREFIX = PREFIX + "ratelimit"
 
@@ -129,10 +138,13 @@ class JobKeys:
         return cls(tenant, job_id)
 
     def task_arg(self) -> str:
-        """What the Celery message carries: the job's identity, nothing else."""
+        """What the Celery message carries: the job's identity, nothing else.
+        Also the task id of every message of the job (Flower shows the job
+        under it)."""
         return f"{self.tenant}:{self.job_id}"
 
     def message_id(self, seq: int) -> str:
-        """The task id of the job's ``seq``-th message (the record's ``msgs``):
-        each message of a job has its own, so the sweep can find it exactly."""
+        """The name of the job's ``seq``-th message (the record's ``msgs``), in
+        its header (workers/broker.py): each message of a job has its own, so
+        the sweep can find it exactly."""
         return f"{self.tenant}:{self.job_id}:{seq}"

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
+import redis
 from marshmallow import ValidationError
 from tenacity import (
     RetryCallState,
@@ -31,6 +32,7 @@ from tenacity import (
 from workers import limits, logs, registry
 from workers.config import Settings
 from workers.errors import BackendUnavailable
+from workers.job_metrics import JobEnd, JobMetrics
 from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
@@ -70,6 +72,7 @@ class JobContext:
         "attempt",
         "job_id",
         "keys",
+        "on_progress",
         "token",
         "writes",
     )
@@ -89,6 +92,9 @@ class JobContext:
         self._stop_status: str | None = None
         self._interruptible = False
         self.writes = 0
+        # Told (percent, new message or "") after each progress write: the
+        # task's progress events (workers.task_states), when they are on.
+        self.on_progress: Callable[[int, str], None] | None = None
 
     # -- the job's API ------------------------------------------------------
 
@@ -157,6 +163,8 @@ class JobContext:
         self._last_write = now
         if percent is not None:
             self._last_percent = percent
+        if self.on_progress is not None and status == Status.RUNNING.value:
+            self.on_progress(self._last_percent, message)
         self._pending_rows.clear()
         self._pending_message = ""
         if status != Status.RUNNING.value:
@@ -275,8 +283,17 @@ def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE
     return retrying(again)
 
 
-def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
-    """Run the job ``keys`` if it is still queued; returns what happened.
+SKIPPED = "skipped:"
+
+
+def execute(
+    store: JobStore,
+    settings: Settings,
+    keys: JobKeys,
+    on_progress: Callable[[int, str], None] | None = None,
+) -> str:
+    """Run the job ``keys`` if it is still queued; returns what happened
+    (``skipped:<status>`` when this execution did not take the job).
 
     Every line logged meanwhile carries the job's id and tenant and, once
     started, its type, attempt and the request id of the submit that made it.
@@ -285,15 +302,23 @@ def execute(store: JobStore, settings: Settings, keys: JobKeys) -> str:
         started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
         if not started.run:
             log.info("job %s not run: it is %s", keys.job_id, started.status)
-            return f"skipped:{started.status}"
+            return f"{SKIPPED}{started.status}"
+        if started.attempt == 1:
+            _observe_queue_wait(store, keys)
         with logs.bound(type=started.type, attempt=started.attempt, request_id=started.request_id):
             log.info("job %s started", keys.job_id)
-            outcome = _run_started(store, settings, keys, started)
+            outcome = _run_started(store, settings, keys, started, on_progress)
             log.info("job %s ended: %s", keys.job_id, outcome)
             return outcome
 
 
-def _run_started(store: JobStore, settings: Settings, keys: JobKeys, started: Started) -> str:
+def _run_started(
+    store: JobStore,
+    settings: Settings,
+    keys: JobKeys,
+    started: Started,
+    on_progress: Callable[[int, str], None] | None,
+) -> str:
     job_type = registry.get(started.type)
     if job_type is None:
         error = internal_error(f"No job type {started.type!r} on this worker")
@@ -307,6 +332,7 @@ def _run_started(store: JobStore, settings: Settings, keys: JobKeys, started: St
         return "failed:params"
 
     ctx = JobContext(store, keys, started.attempt, started.token)
+    ctx.on_progress = on_progress
     max_runtime = job_type.runtime_limit(settings.max_runtime)
     process_state.running = True
     try:
@@ -323,6 +349,30 @@ def _run_started(store: JobStore, settings: Settings, keys: JobKeys, started: St
     finally:
         process_state.running = False
     return _store_result(store, settings, ctx, value)
+
+
+def _observe_queue_wait(store: JobStore, keys: JobKeys) -> None:
+    try:
+        JobMetrics(store.redis).started(keys)
+    except redis.RedisError as exc:  # a metric is not worth failing a job
+        log.warning("job %s: queue wait not observed: %s", keys.job_id, exc)
+
+
+def job_end(store: JobStore, keys: JobKeys) -> JobEnd | None:
+    """How the job stands after this execution (its duration observed once
+    it ended); None when Redis cannot tell."""
+    try:
+        return patiently(lambda: _job_end(store, keys), f"read how job {keys.job_id} ended")
+    except BackendUnavailable as exc:
+        log.warning("job %s: end not observed: %s", keys.job_id, exc)
+        return None
+
+
+def _job_end(store: JobStore, keys: JobKeys) -> JobEnd:
+    try:
+        return JobMetrics(store.redis).ended(keys)
+    except redis.RedisError as exc:
+        raise BackendUnavailable(str(exc)) from exc
 
 
 def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> str:

@@ -324,12 +324,15 @@ def sent_seconds_ago(client: Any, keys: JobKeys, seconds: float) -> None:
 
 
 def kombu_message(message_id: str) -> str:
-    """A message as kombu's Redis transport stores it (the part that matters)."""
+    """A message as kombu's Redis transport stores it (the part that matters):
+    the job's task id, the same for all its messages, and the message's own
+    name in its header."""
+    task_id = message_id.rsplit(":", 1)[0]
     return json.dumps(
         {
             "body": "W10=",
-            "headers": {"id": message_id},
-            "properties": {"correlation_id": message_id},
+            "headers": {"id": task_id, broker.MESSAGE_HEADER: message_id},
+            "properties": {"correlation_id": task_id},
         }
     )
 

@@ -1,5 +1,5 @@
 -- The sweep has sent the job's message again, as its message number ARGS[1]
--- (task id <tenant>:<id>:<n>): off the requeue list, and, if the record still
+-- (header <tenant>:<id>:<n>, workers/broker.py): off the requeue list, and, if the record still
 -- exists (a write to a gone record would leave a key without a TTL), the new
 -- message's number and send time, and the resend counted by its reason
 -- ('requeued': after a lost worker or a hand-back; 'lost': its message was lost).
