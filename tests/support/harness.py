@@ -85,19 +85,7 @@ def start_worker(
         "--loglevel", "INFO",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    worker = Process(argv, settings, log_dir / f"{name}.log")
-    try:
-        wait_until(
-            lambda: not worker.alive() or any(w.startswith(name) for w in store.workers_seen()),
-            60,
-            f"worker {name} to start",
-        )
-    except AssertionError:
-        worker.stop()
-        raise
-    if not worker.alive():
-        raise RuntimeError(f"worker {name} died:\n{worker.output()}")
-    return worker
+    return _until_seen(Process(argv, settings, log_dir / f"{name}.log"), store, name, name)
 
 
 def start_jobgate_worker(
@@ -108,10 +96,16 @@ def start_jobgate_worker(
     if sweep_only:
         argv.append("--sweep-only")
     worker = Process(argv, settings, log_dir / f"{name}.log")
+    return _until_seen(worker, store, name, f"{name}@")
+
+
+def _until_seen(worker: Process, store: JobStore, name: str, node_prefix: str) -> Process:
+    """``worker`` once its heartbeat (a node name starting ``node_prefix``) is
+    seen; stopped, and the failure raised, if it dies or never shows up."""
     try:
         wait_until(
             lambda: (
-                not worker.alive() or any(w.startswith(f"{name}@") for w in store.workers_seen())
+                not worker.alive() or any(w.startswith(node_prefix) for w in store.workers_seen())
             ),
             60,
             f"worker {name} to start",
