@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS + "/",
     )
     api = Api(app)
-    schemas = submit_schemas(settings, registry.all_types())
+    schemas = submit_schemas(settings, registry.available_types(settings))
     for schema in schemas.values():
         api.spec.components.schema(schema.__name__, schema=schema)
     api.spec.components.schema("SubmitRequest", submit_body_doc(schemas))

@@ -59,7 +59,9 @@ def status_document(record: JobRecord, *, expose_tracebacks: bool) -> dict[str, 
         doc["finished_at"] = iso(record.finished_ms)
     if record.expires_ms is not None:
         doc["expires_at"] = iso(record.expires_ms)
-    if record.result_json is not None:
+    if record.truncated:
+        doc["truncated"] = True
+    if record.result_json is not None and not record.result_chunks:
         # Stored as JSON text: embedded as is, never parsed and encoded again.
         doc["result"] = orjson.Fragment(record.result_json)
     if record.error is not None:

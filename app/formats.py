@@ -10,7 +10,8 @@ first byte is produced so it can still become a problem+json response.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeGuard
 
 import orjson
@@ -18,6 +19,7 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from workers.errors import JobgateError
+from workers.store.chunks import JSON, column_names, read_columns, rows_json, rows_of
 
 FORMATS = ("json", "ndjson", "csv")
 
@@ -125,20 +127,20 @@ def _columns_and_rows(value: dict[str, Any]) -> Table | None:
         return None
     if not all(_is_flat_list(row, len(columns)) for row in rows):
         return None
-    return columns, iter(rows)
+    return column_names(columns), iter(rows)
 
 
 def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, str | int | float)  # bool is an int
 
 
-def _is_column_list(value: object) -> TypeGuard[list[str]]:
-    """Names for a header: strings, each once (an ndjson object has no duplicate keys)."""
-    return (
-        isinstance(value, list)
-        and all(isinstance(name, str) for name in value)
-        and len(set(value)) == len(value)
-    )
+def _is_column_list(value: object) -> TypeGuard[list[Any]]:
+    """Names for a header, each once (an ndjson object has no duplicate keys):
+    strings, or objects with a string ``name`` (and a ``type``: sql.query's)."""
+    if not isinstance(value, list):
+        return False
+    names = [c.get("name") if isinstance(c, dict) else c for c in value]
+    return all(isinstance(name, str) for name in names) and len(set(names)) == len(names)
 
 
 def _is_flat_object(value: object) -> TypeGuard[dict[str, Scalar]]:
@@ -191,6 +193,51 @@ def format_result(
     return _stream(fmt, columns, rows), content_type
 
 
+ChunkSource = Callable[[], Iterator[str]]
+
+
+def format_chunked(
+    kind: str, chunks: ChunkSource, fmt: str, type_tabular: bool = True
+) -> tuple[Iterable[bytes], str]:
+    """A result kept in chunks as ``(body chunks, Content-Type)``, produced a
+    chunk at a time: ``chunks()`` reads them afresh from Redis each call.
+
+    json is the result's text, built from the chunks without parsing a row.
+    csv and ndjson first read every row once to check the result is a table
+    (a 406 must come before the first byte; a header of object rows needs
+    every key), then stream them in a second pass. Neither pass holds more
+    than a chunk.
+    """
+    content_type = _content_type(fmt)
+    if kind == JSON:
+        if fmt != "json":
+            raise _not_tabular()
+        return (chunk.encode() for chunk in chunks()), content_type
+    source = chunks()
+    first = next(source, "")
+    columns = read_columns(first)
+    if fmt == "json":
+        return rows_json(columns, itertools.chain([first], source)), content_type
+    if not type_tabular:
+        raise NotAcceptable(
+            "This job type's results are not tables; they are available as json only.",
+            formats=["json"],
+        )
+    names = column_names(columns)
+    width = None if names is None else len(names)
+    keys: dict[str, None] = {}
+    for row in rows_of(itertools.chain([first], source)):
+        if _is_flat_object(row):
+            keys.update(dict.fromkeys(row))
+        elif not _is_flat_list(row, width):
+            raise _not_tabular()
+    header = names if names is not None else (list(keys) or None)
+    rows = rows_of(chunks())
+    if fmt == "csv":
+        return _batched(_csv_lines(header, rows)), content_type
+    return _batched(_ndjson_lines(names, rows)), content_type
+
+
 def format_partial_rows(
     batches: str, fmt: str, columns: list[str] | None
 ) -> tuple[Iterable[bytes], str]:
@@ -204,6 +251,9 @@ def format_partial_rows(
     publishes rows as lists.
     """
     content_type = _content_type(fmt)
+    header = read_columns(batches)
+    if header is not None:
+        columns = column_names(header)
     rows = _parse_batches(batches)
     if fmt == "json":
         return [orjson.dumps(_partial_document(rows, columns))], content_type
@@ -224,7 +274,7 @@ def _parse_batches(batches: str) -> list[Any]:
     # separators, which orjson leaves unescaped inside strings.
     rows: list[Any] = []
     for line in batches.split("\n"):
-        if line.strip():
+        if line.strip() and not line.startswith("{"):  # ({"columns": ...}: a header)
             rows.extend(orjson.loads(line))
     return rows
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -14,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import service
 from app.context import jobgate
 from app.documents import json_response, public_error, retry_after, status_document
-from app.formats import choose_format, format_partial_rows, format_result
+from app.formats import choose_format, format_chunked, format_partial_rows, format_result
 from app.schemas import (
     MAX_WAIT,
     JobListSchema,
@@ -38,7 +40,10 @@ from workers.errors import (
 )
 from workers.keys import JobKeys, valid_id
 from workers.store import CancelOutcome, CreateOutcome, JobRecord
+from workers.store.chunks import manifest_kind
 from workers.store.values import new_id
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit, poll and fetch jobs.")
 
@@ -188,7 +193,7 @@ class Jobs(MethodView):
         """Submit a job."""
         jg = jobgate()
         data = load_submit(read_json_body())
-        job_type = registry.get(data["type"])
+        job_type = registry.get_available(data["type"], jg.settings)
         assert job_type is not None  # the per-type schema only admits registered types
         params = job_type.params_schema.dump(data["params"])
         params_json = service.stored_params(params, jg.settings.max_params_bytes)
@@ -349,14 +354,35 @@ class JobResult(MethodView):
             raise JobFailed(error.get("message", "The job failed."), error=error)
         job_type = registry.get(record.type)
         type_tabular = job_type.tabular if job_type is not None else True
+        headers = {"Jobgate-Truncated": "true"} if record.truncated else {}
+        if record.result_chunks:
+            count = record.result_chunks
+            body, content_type = format_chunked(
+                manifest_kind(record.result_json or ""),
+                lambda: jg.store.result_chunks(keys, count),
+                fmt,
+                type_tabular,
+            )
+            return Response(stream_chunks(body), content_type=content_type, headers=headers)
         body, content_type = format_result(record.result_json or "null", fmt, type_tabular)
-        return Response(body, content_type=content_type)
+        return Response(body, content_type=content_type, headers=headers)
+
+
+def stream_chunks(body: Iterable[bytes]) -> Iterator[bytes]:
+    """A chunked result's body; a chunk gone mid-way (deleted, expired) ends
+    the response abruptly, so the client sees a broken transfer, not a short
+    body that looks whole."""
+    try:
+        yield from body
+    except JobExpired:
+        log.warning("a result's chunks went away while it was sent")
+        raise
 
 
 def partial_response(record: JobRecord, fmt: str) -> Response:
     job_type = registry.get(record.type)
     columns = list(job_type.columns) if job_type and job_type.columns else None
-    rows = jobgate().store.partial_rows(record.keys)
+    rows = "".join(jobgate().store.partial_chunks(record.keys, max(1, record.partial_chunks)))
     body, content_type = format_partial_rows(rows, fmt, columns)
     headers = {"Jobgate-Partial": "true", "Retry-After": str(retry_after(record))}
     return Response(body, content_type=content_type, headers=headers)
@@ -378,6 +404,6 @@ class JobTypes(MethodView):
                 "max_attempts": t.max_attempts,
                 "tabular": t.tabular,
             }
-            for t in registry.all_types()
+            for t in registry.available_types(jobgate().settings)
         ]
         return json_response({"job_types": types})

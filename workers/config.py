@@ -67,6 +67,61 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SOURCE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
+_PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)([^@]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class SqlSources:
+    """``JOBGATE_SQL_SOURCES``: named database URLs for ``sql.query``.
+
+    Its ``repr`` hides passwords; ``str`` is the variable's text (for child
+    processes only)."""
+
+    entries: tuple[tuple[str, str], ...] = ()
+
+    def names(self) -> list[str]:
+        return [name for name, _url in self.entries]
+
+    def url(self, name: str) -> str | None:
+        return dict(self.entries).get(name)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __str__(self) -> str:
+        return ",".join(f"{name}={url}" for name, url in self.entries)
+
+    def __repr__(self) -> str:
+        shown = ",".join(f"{name}={redact_url(url)}" for name, url in self.entries)
+        return f"SqlSources({shown!r})"
+
+
+def parse_sql_sources(raw: str) -> SqlSources:
+    """``pg=postgresql://user@host/db,lite=sqlite:////data/x.db`` → SqlSources."""
+    entries: dict[str, str] = {}
+    for entry in parse_list(raw):
+        name, sep, url = entry.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not _SOURCE_NAME.fullmatch(name):
+            raise ValueError(f"expected name=url pairs (name [A-Za-z0-9._-]), got {name!r}")
+        if not url.startswith(_SOURCE_SCHEMES):
+            raise ValueError(
+                f"source {name!r}: expected a postgresql:// or sqlite:/// URL, "
+                f"got {redact_url(url)!r}"
+            )
+        if name in entries:
+            raise ValueError(f"source {name!r} is given twice")
+        entries[name] = url
+    return SqlSources(tuple(entries.items()))
+
+
 class _Parsed(fields.Field):  # type: ignore[type-arg]
     """A text setting turned into a value by one of the parsers above."""
 
@@ -91,6 +146,7 @@ SIZE: Kind = functools.partial(_Parsed, parse_size)
 LIST: Kind = functools.partial(_Parsed, parse_list)
 RATE: Kind = functools.partial(_Parsed, parse_rate_limit)
 API_KEYS: Kind = functools.partial(_Parsed, parse_api_keys)
+SQL_SOURCES: Kind = functools.partial(_Parsed, parse_sql_sources)
 
 
 def _setting(
@@ -141,7 +197,7 @@ class Settings:
     tombstone_ttl: int = _setting("JOBGATE_TOMBSTONE_TTL", 604800, INT, 1)
     cancel_grace: float = _setting("JOBGATE_CANCEL_GRACE", 10.0, FLOAT, 0.1, 3600)
     max_runtime: int = _setting("JOBGATE_MAX_RUNTIME", 14400, INT, 1)
-    max_result_bytes: int = _setting("JOBGATE_MAX_RESULT_BYTES", 16 * MIB, SIZE, 2)
+    max_result_bytes: int = _setting("JOBGATE_MAX_RESULT_BYTES", 64 * MIB, SIZE, 2)
     inline_result_bytes: int = _setting("JOBGATE_INLINE_RESULT_BYTES", 64 * KIB, SIZE, 0)
     tenant_max_active: int = _setting("JOBGATE_TENANT_MAX_ACTIVE", 100, INT, 1)
     api_keys: dict[str, str] = _setting("JOBGATE_API_KEYS", None, API_KEYS)
@@ -162,6 +218,8 @@ class Settings:
     log_format: str = _setting("JOBGATE_LOG_FORMAT", "text", TEXT, choices=("json", "text"))
     trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, INT, 0, 10)
     max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, INT, 0, 1000)
+    files_root: str = _setting("JOBGATE_FILES_ROOT", "", TEXT)
+    sql_sources: SqlSources = _setting("JOBGATE_SQL_SOURCES", SqlSources(), SQL_SOURCES)
 
     def __post_init__(self) -> None:
         if self.api_keys is None:

@@ -6,6 +6,7 @@ The API and the workers import the same modules (the built-in ones and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 from collections.abc import Callable, Iterable
@@ -16,9 +17,10 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
+from workers.config import Settings
 from workers.errors import ConfigError
 
-BUILTIN_MODULES = ("workers.jobs.demo",)
+BUILTIN_MODULES = ("workers.jobs.demo", "workers.jobs.files", "workers.jobs.sql")
 DEFAULT_MAX_ATTEMPTS = 3
 
 JobFunc = Callable[..., Any]
@@ -39,6 +41,28 @@ class JobType:
     tabular: bool
     max_attempts: int
     columns: tuple[str, ...] | None = None
+    # Whether the type is offered with these settings (None: always). A type
+    # that is not is absent from /v1/job-types and unknown to a submit.
+    available: Callable[[Settings], bool] | None = None
+    # The params schema for these settings (a choice among configured names,
+    # say); None: ``params`` as declared.
+    params_for: Callable[[Settings], type[Schema]] | None = None
+
+    def is_available(self, settings: Settings) -> bool:
+        return self.available is None or self.available(settings)
+
+    def for_settings(self, settings: Settings) -> JobType:
+        """This type as these settings offer it (its settings-bound params schema)."""
+        if self.params_for is None:
+            return self
+        params = self.params_for(settings)
+        if params is self.params:
+            return self
+        key = (self.name, params)
+        bound = _BOUND.get(key)
+        if bound is None:
+            bound = _BOUND[key] = dataclasses.replace(self, params=params, params_for=None)
+        return bound
 
     def runtime_limit(self, default: int) -> int:
         """Seconds this type may run: its own limit, else ``JOBGATE_MAX_RUNTIME``."""
@@ -79,6 +103,8 @@ def _strict_integers(schema: Schema) -> None:
 
 
 _REGISTRY: dict[str, JobType] = {}
+# Settings-bound variants (``for_settings``), made once per params schema.
+_BOUND: dict[tuple[str, type[Schema]], JobType] = {}
 
 
 def job(
@@ -90,11 +116,15 @@ def job(
     tabular: bool = False,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     columns: tuple[str, ...] | None = None,
+    available: Callable[[Settings], bool] | None = None,
+    params_for: Callable[[Settings], type[Schema]] | None = None,
 ) -> Callable[[F], F]:
     """Register ``func(ctx, **params)`` as the job type ``name``.
 
     ``columns`` names the fields of the rows the job publishes with
     ``ctx.publish`` (rows as lists), so partial results render as a table.
+    ``available``: whether the settings offer the type (files.search needs
+    JOBGATE_FILES_ROOT); ``params_for``: its params schema for the settings.
     """
 
     def register(func: F) -> F:
@@ -110,6 +140,8 @@ def job(
             tabular=tabular,
             max_attempts=max_attempts,
             columns=columns,
+            available=available,
+            params_for=params_for,
         )
         return func
 
@@ -121,7 +153,21 @@ def get(name: str) -> JobType | None:
 
 
 def all_types() -> list[JobType]:
+    """Every registered type, whether or not the settings offer it."""
     return sorted(_REGISTRY.values(), key=lambda jt: jt.name)
+
+
+def available_types(settings: Settings) -> list[JobType]:
+    """The types these settings offer, each bound to them (``for_settings``)."""
+    return [jt.for_settings(settings) for jt in all_types() if jt.is_available(settings)]
+
+
+def get_available(name: str, settings: Settings) -> JobType | None:
+    """Type ``name`` as these settings offer it; None if unknown or not offered."""
+    job_type = _REGISTRY.get(name)
+    if job_type is None or not job_type.is_available(settings):
+        return None
+    return job_type.for_settings(settings)
 
 
 def load_job_modules(extra: Iterable[str] = ()) -> None:

@@ -16,9 +16,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 import redis
 from marshmallow import ValidationError
 from tenacity import (
@@ -37,11 +37,23 @@ from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
 from workers.store import JobStore, Started
+from workers.store.chunks import (
+    JSON,
+    RESULT_CHUNK_BYTES,
+    ROWS,
+    batch_line,
+    cut_rows,
+    cut_text,
+    header_line,
+    manifest,
+    rows_json,
+)
+from workers.store.scripts import Chunks
 from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
 # What a job module imports: ``ctx``'s type and the stop it may see raised.
-__all__ = ["JobContext", "JobStopped", "execute", "patiently"]
+__all__ = ["JobContext", "JobFailure", "JobStopped", "RowsResult", "execute", "patiently"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -55,18 +67,51 @@ PROGRESS_CHANGE_INTERVAL = 0.01
 PUBLISH_FLUSH_ROWS = 5_000
 
 
+class JobFailure(Exception):
+    """Raise it to fail the job (JOB_ERROR) with ``details`` of your own (an
+    SQL error's sqlstate, message and position), beside the exception's name."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class ResultTooLarge(Exception):
+    """The rows a job published passed JOBGATE_MAX_RESULT_BYTES."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"The result passed {size} bytes")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class RowsResult:
+    """What ``ctx.rows_result()`` returns: the result is the published rows."""
+
+    columns: list[Any] | None
+    # The lines written, when they all fit one chunk; None when they did not.
+    kept: list[bytes] | None
+
+
 class JobContext:
     """What a job function receives as ``ctx``."""
 
     # Slots: progress() runs in jobs' innermost loops; attribute reads count.
     __slots__ = (
+        "_chunk",
+        "_chunk_bytes",
+        "_columns",
         "_current",
+        "_header_pending",
         "_interruptible",
+        "_kept",
         "_last_asked",
         "_last_percent",
         "_last_write",
+        "_on_stop",
         "_pending_message",
         "_pending_rows",
+        "_published_bytes",
         "_stop_status",
         "_store",
         "attempt",
@@ -74,6 +119,7 @@ class JobContext:
         "keys",
         "on_progress",
         "token",
+        "truncated",
         "writes",
     )
 
@@ -92,6 +138,20 @@ class JobContext:
         self._stop_status: str | None = None
         self._interruptible = False
         self.writes = 0
+        # The table's columns (``columns``), written once before the rows.
+        self._columns: list[Any] | None = None
+        self._header_pending = False
+        # The partial rows' chunk being filled, and its bytes so far.
+        self._chunk = 0
+        self._chunk_bytes = 0
+        self._published_bytes = 0
+        # The lines written, while they fit one chunk: a small ``rows_result``
+        # is then stored as an ordinary result (no chunks, no extra key).
+        self._kept: list[bytes] | None = []
+        # Called (from the watchdog's thread) when the job must stop.
+        self._on_stop: list[Callable[[], None]] = []
+        # Set by the job when it cut its result short (max rows, max matches).
+        self.truncated = False
         # Told (percent, new message or "") after each progress write: the
         # task's progress events (workers.task_states), when they are on.
         self.on_progress: Callable[[int, str], None] | None = None
@@ -142,16 +202,69 @@ class JobContext:
         fails the job there (``TypeError``)."""
         self._pending_rows.extend(rows)
 
+    def columns(self, columns: list[Any]) -> None:
+        """Name the columns of the rows this job publishes (names, or
+        ``{"name": ..., "type": ...}`` objects), for a table whose columns are
+        known only once the job runs (sql.query). Written with the next write,
+        before the rows; call it once, before the first ``publish``."""
+        self._columns = list(columns)
+        self._header_pending = True
+
+    def rows_result(self, truncated: bool = False) -> RowsResult:
+        """Return this from the job function: its result is the rows it
+        published, as ``{"columns": [...], "rows": [...]}`` (or a list of rows
+        without ``columns``). Writes what is pending first. Rows past one
+        chunk stay in Redis in chunks: the job never holds them all, and
+        results up to JOBGATE_MAX_RESULT_BYTES can be stored."""
+        self.truncated = self.truncated or truncated
+        deadline = time.monotonic() + REDIS_PATIENCE
+        self._write(None, time.monotonic())
+        while self._pending_rows or self._header_pending:  # Redis was away a moment
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("cannot write the last rows of the result")
+            time.sleep(RETRY_LONGEST_WAIT)
+            self._write(None, time.monotonic())
+        return RowsResult(self._columns, self._kept)
+
+    def on_stop(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Have ``callback()`` called, from another thread, as soon as the
+        job must stop (cancelled, timed out, past its time limit): a job
+        blocked in a database call cancels the call there (sql.query).
+        Returns a function that unregisters it."""
+        self._on_stop.append(callback)
+        if self._stop_status is not None:
+            callback()
+
+        def remove() -> None:
+            if callback in self._on_stop:
+                self._on_stop.remove(callback)
+
+        return remove
+
+    @property
+    def settings(self) -> Settings:
+        return self._store.settings
+
     # -- the runtime's side -------------------------------------------------
 
     def _write(self, percent: int | None, now: float) -> None:
         # The partial result is stored as lines, each a JSON array of the rows
         # of one write: one orjson call for the whole batch.
-        rows = orjson.dumps(self._pending_rows) + b"\n" if self._pending_rows else ""
+        payload = header_line(self._columns or []) if self._header_pending else b""
+        if self._pending_rows:
+            payload += batch_line(self._pending_rows)
+        if payload:
+            if self._published_bytes + len(payload) > self._store.settings.max_result_bytes:
+                raise ResultTooLarge(self._published_bytes + len(payload))
+            if self._chunk_bytes >= RESULT_CHUNK_BYTES:
+                self._chunk += 1
+                self._chunk_bytes = 0
         message = f"Running: {self._pending_message}" if self._pending_message else ""
         try:
             with self._shielded():
-                status = self._store.report(self.keys, percent, message, rows, token=self.token)
+                status = self._store.report(
+                    self.keys, percent, message, payload or "", token=self.token, chunk=self._chunk
+                )
         except BackendUnavailable as exc:
             # Redis is away for a moment: the job goes on, what it reported
             # stays pending for the next write (its lease is taken back then,
@@ -165,7 +278,15 @@ class JobContext:
             self._last_percent = percent
         if self.on_progress is not None and status == Status.RUNNING.value:
             self.on_progress(self._last_percent, message)
+        if payload:
+            self._chunk_bytes += len(payload)
+            self._published_bytes += len(payload)
+            if self._kept is not None:
+                self._kept.append(payload)
+                if self._published_bytes > RESULT_CHUNK_BYTES:
+                    self._kept = None
         self._pending_rows.clear()
+        self._header_pending = False
         self._pending_message = ""
         if status != Status.RUNNING.value:
             self._stop_status = status
@@ -177,8 +298,14 @@ class JobContext:
 
     def request_stop(self, status: str) -> None:
         """Called by the watchdog: the next progress/check raises, and a job
-        running its own code is interrupted now."""
+        running its own code is interrupted now, and its ``on_stop``
+        callbacks are called (here, in the watchdog's thread)."""
         self._stop_status = status
+        for callback in list(self._on_stop):
+            try:
+                callback()
+            except Exception:
+                log.exception("job %s: a stop callback failed", self.job_id)
 
     @property
     def stop_requested(self) -> bool:
@@ -221,6 +348,8 @@ def job_error(exc: BaseException, settings: Settings) -> dict[str, Any]:
         "retryable": ErrorCode.JOB_ERROR.retryable,
         "details": {"exception": type(exc).__name__},
     }
+    if isinstance(exc, JobFailure):
+        error["details"].update(exc.details)
     if settings.expose_tracebacks:
         error["details"]["traceback"] = "".join(traceback.format_exception(exc))[-8192:]
     return error
@@ -319,7 +448,7 @@ def _run_started(
     started: Started,
     on_progress: Callable[[int, str], None] | None,
 ) -> str:
-    job_type = registry.get(started.type)
+    job_type = registry.get_available(started.type, settings)
     if job_type is None:
         error = internal_error(f"No job type {started.type!r} on this worker")
         store.finish_failed(keys, error, token=started.token)
@@ -341,6 +470,11 @@ def _run_started(
     except JobStopped as stop:
         log.info("job %s stopped: %s", keys.job_id, stop.status)
         return f"stopped:{stop.status}"
+    except ResultTooLarge as exc:
+        log.info("job %s published too much: %s", keys.job_id, exc)
+        error = too_large(exc.size, settings)
+        patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
+        return "failed:too-large"
     except Exception as exc:
         log.info("job %s raised %r", keys.job_id, exc)
         error = job_error(exc, settings)
@@ -375,8 +509,21 @@ def _job_end(store: JobStore, keys: JobKeys) -> JobEnd:
         raise BackendUnavailable(str(exc)) from exc
 
 
+def too_large(size: int, settings: Settings) -> dict[str, Any]:
+    return {
+        "code": ErrorCode.RESULT_TOO_LARGE.value,
+        "message": (
+            f"The result is {size} bytes, over the maximum of "
+            f"{settings.max_result_bytes} (JOBGATE_MAX_RESULT_BYTES)"
+        ),
+        "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
+    }
+
+
 def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> str:
     keys, token = ctx.keys, ctx.token
+    if isinstance(value, RowsResult):
+        return _store_rows(store, settings, ctx, value)
     try:
         result_json = dumps(value)
     except TypeError as exc:
@@ -385,19 +532,65 @@ def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: A
         return "failed:not-json"
     size = len(result_json.encode())
     if size > settings.max_result_bytes:
-        store.finish_failed(
-            keys,
-            {
-                "code": ErrorCode.RESULT_TOO_LARGE.value,
-                "message": (
-                    f"The result is {size} bytes, over the maximum of "
-                    f"{settings.max_result_bytes} (JOBGATE_MAX_RESULT_BYTES)"
-                ),
-                "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
-            },
-            token=token,
-        )
+        store.finish_failed(keys, too_large(size, settings), token=token)
         return "failed:too-large"
-    if patiently(lambda: store.finish_done(keys, result_json, token=token), "store the result"):
-        return "done"
-    return "dropped"
+    if size > RESULT_CHUNK_BYTES:
+        return _store_chunked_value(store, ctx, value, result_json)
+    finish = lambda: store.finish_done(keys, result_json, token=token, truncated=ctx.truncated)  # noqa: E731
+    return "done" if patiently(finish, "store the result") else "dropped"
+
+
+def _store_rows(store: JobStore, settings: Settings, ctx: JobContext, rows: RowsResult) -> str:
+    """The published rows as the result: an ordinary result when they fit one
+    chunk, else their chunks kept as the result's (nothing is rewritten)."""
+    keys, token = ctx.keys, ctx.token
+    if rows.kept is not None:
+        text = b"".join(rows_json(rows.columns, [b"".join(rows.kept).decode()])).decode()
+        if len(text.encode()) > settings.max_result_bytes:
+            store.finish_failed(keys, too_large(len(text.encode()), settings), token=token)
+            return "failed:too-large"
+
+        def finish() -> bool:
+            return store.finish_done(keys, text, token=token, truncated=ctx.truncated)
+
+    else:
+
+        def finish() -> bool:
+            return store.finish_done(
+                keys, manifest(ROWS), token=token, chunks=Chunks.PARTIAL, truncated=ctx.truncated
+            )
+
+    return "done" if patiently(finish, "store the result") else "dropped"
+
+
+def _store_chunked_value(store: JobStore, ctx: JobContext, value: Any, result_json: str) -> str:
+    """A returned value over one chunk, written in chunks: a table (a list, or
+    ``{"columns", "rows"}``) as lines of rows, so csv and ndjson stream it
+    too; anything else as pieces of its JSON text (served as json)."""
+    keys, token = ctx.keys, ctx.token
+    pieces: Iterable[str]
+    if isinstance(value, list):
+        kind, pieces = ROWS, cut_rows(None, value)
+    elif (
+        isinstance(value, dict)
+        and value.keys() == {"columns", "rows"}
+        and isinstance(value["columns"], list)
+        and isinstance(value["rows"], list)
+    ):
+        kind, pieces = ROWS, cut_rows(value["columns"], value["rows"])
+    else:
+        kind, pieces = JSON, cut_text(result_json)
+    for index, piece in enumerate(pieces):
+
+        def write(index: int = index, piece: str = piece) -> bool:
+            return store.write_chunk(keys, index, piece, token=token)
+
+        if not patiently(write, "store the result"):
+            return "dropped"
+
+    def finish() -> bool:
+        return store.finish_done(
+            keys, manifest(kind), token=token, chunks=Chunks.WRITTEN, truncated=ctx.truncated
+        )
+
+    return "done" if patiently(finish, "store the result") else "dropped"

@@ -25,7 +25,7 @@ CONTRACT_DEFAULTS = {
     "tombstone_ttl": 604800,
     "cancel_grace": 10,
     "max_runtime": 14400,
-    "max_result_bytes": 16 * 1024 * 1024,
+    "max_result_bytes": 64 * 1024 * 1024,
     "tenant_max_active": 100,
     "api_keys": {},
     "rate_limit": "",

@@ -9,6 +9,7 @@ from typing import cast
 import pytest
 
 from workers import runtime
+from workers.config import Settings
 from workers.keys import JobKeys
 from workers.runtime import (
     PROGRESS_CHANGE_INTERVAL,
@@ -27,6 +28,7 @@ class CountingStore:
     def __init__(self, status: str = "RUNNING") -> None:
         self.status = status
         self.reports: list[tuple[int | None, str, str | bytes]] = []
+        self.settings = Settings()
 
     def report(
         self,
@@ -36,6 +38,7 @@ class CountingStore:
         rows: str | bytes = "",
         *,
         token: str = "",
+        chunk: int = 0,
     ) -> str:
         self.reports.append((percent, message, rows))
         return self.status

@@ -95,6 +95,61 @@ local function forget_expired(now)
   end
 end
 
+-- Results in chunks (workers/store/chunks.py). A running job's partial rows
+-- are K_PARTIAL, then K_PARTIAL:1, :2, ... once its worker starts a new chunk
+-- (the record's 'pchunks' counts them then). A DONE job whose result is kept
+-- in chunks has them as K_RESULT:0 .. n-1 (the record's 'result_chunks' = n),
+-- and K_RESULT holds their small manifest. A job with one partial key and an
+-- ordinary result has neither field: small results cost nothing more.
+local function partial_chunk(i)
+  if i == 0 then
+    return K_PARTIAL
+  end
+  return K_PARTIAL .. ':' .. i
+end
+
+local function result_chunk(i)
+  return K_RESULT .. ':' .. i
+end
+
+-- Delete the partial rows, every chunk of them.
+local function del_partial()
+  local n = hget_num('pchunks')
+  redis.call('DEL', K_PARTIAL)
+  for i = 1, n - 1 do
+    redis.call('DEL', partial_chunk(i))
+  end
+  if n > 0 then
+    redis.call('HDEL', K_RECORD, 'pchunks')
+  end
+end
+
+local function expire_partial(ms)
+  redis.call('PEXPIRE', K_PARTIAL, ms)
+  for i = 1, hget_num('pchunks') - 1 do
+    redis.call('PEXPIRE', partial_chunk(i), ms)
+  end
+end
+
+-- Delete the result, its chunks first (the record counts them).
+local function del_result()
+  local n = hget_num('result_chunks')
+  for i = 0, n - 1 do
+    redis.call('DEL', result_chunk(i))
+  end
+  if n > 0 then
+    redis.call('HDEL', K_RECORD, 'result_chunks')
+  end
+  redis.call('DEL', K_RESULT)
+end
+
+local function expire_result(ms)
+  for i = 0, hget_num('result_chunks') - 1 do
+    redis.call('PEXPIRE', result_chunk(i), ms)
+  end
+  redis.call('PEXPIRE', K_RESULT, ms)
+end
+
 -- Give a live job's keys the TTL it needs to outlive its own clocks: the
 -- heartbeat (or, with none, the maximum runtime) plus the retention window.
 local function renew_live_ttl()
@@ -110,7 +165,10 @@ local function renew_live_ttl()
     mark_active(now_ms() + clock * 1000)
   end
   redis.call('PEXPIRE', K_RECORD, live_ms)
-  redis.call('PEXPIRE', K_PARTIAL, live_ms)
+  expire_partial(live_ms)
+  if redis.call('HEXISTS', K_RECORD, 'result_chunks') == 1 then
+    expire_result(live_ms)
+  end
   redis.call('PEXPIRE', K_TOMB, live_ms + TOMB_TTL_MS)
   keep_listed_until(now_ms() + live_ms + TOMB_TTL_MS)
 end
@@ -203,9 +261,11 @@ local function finish(now, status, message, err, finished_at)
   redis.call('ZREM', K_DUE, MEMBER)
   redis.call('ZREM', K_REQUEUE, MEMBER)
   redis.call('HDEL', K_RECORD, 'lease')
-  redis.call('DEL', K_HB, K_PARTIAL, K_LEASE)
+  redis.call('DEL', K_HB, K_LEASE)
+  del_partial()
   if ttl <= 0 then
-    redis.call('DEL', K_RECORD, K_RESULT)
+    del_result()
+    redis.call('DEL', K_RECORD)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
     notify(status, 0, 1)
@@ -214,9 +274,9 @@ local function finish(now, status, message, err, finished_at)
   local progress = redis.call('HGET', K_RECORD, 'progress') or '0'
   if status == STATUS_DONE then
     progress = PROGRESS_DONE
-    redis.call('PEXPIRE', K_RESULT, ttl)
+    expire_result(ttl)
   else
-    redis.call('DEL', K_RESULT)
+    del_result()
   end
   redis.call('HSET', K_RECORD, 'status', status, 'message', message,
     'progress', progress, 'finished', finished_at, 'expires', expires)

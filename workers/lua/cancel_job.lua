@@ -15,7 +15,9 @@ if not is_terminal(status) then
   end
   return {CANCEL_CANCELLED}
 end
-redis.call('DEL', K_RECORD, K_RESULT, K_PARTIAL, K_HB)
+del_partial()
+del_result()
+redis.call('DEL', K_RECORD, K_HB)
 redis.call('PEXPIRE', K_TOMB, TOMB_TTL_MS)
 redis.call('ZREM', K_TENANT, JOB_ID)
 redis.call('ZREM', K_LISTED, JOB_ID)

@@ -1,9 +1,13 @@
 -- The worker ends a running job. A job that is no longer RUNNING (cancelled,
 -- timed out) keeps its status and what the worker brings is dropped.
--- ARGS: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED)
+-- ARGS: outcome (DONE|FAILED), payload (result JSON for DONE, error JSON for FAILED),
+--   chunks ('' = the payload is the result; CHUNKS_PARTIAL: the result is the
+--   partial rows' chunks, kept as the result's; CHUNKS_WRITTEN: its chunks
+--   were written by write_chunk: the payload is their manifest either way),
+--   truncated ('1': the job cut its result short)
 -- A worker whose lease another execution has taken over writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}.
-local outcome, payload = ARGS[1], ARGS[2]
+local outcome, payload, chunks, truncated = ARGS[1], ARGS[2], ARGS[3] or '', ARGS[4] or ''
 local now = now_ms()
 local refused = refuse_unless_owned_running(now)
 if refused then
@@ -11,8 +15,28 @@ if refused then
 end
 if outcome == STATUS_DONE then
   local seconds = (now - hget_num('started')) / 1000
+  local bytes = string.len(payload)
+  if chunks == CHUNKS_PARTIAL then
+    local n = math.max(1, hget_num('pchunks'))
+    for i = 0, n - 1 do
+      local from = partial_chunk(i)
+      if redis.call('EXISTS', from) == 1 then
+        bytes = bytes + redis.call('STRLEN', from)
+        redis.call('RENAME', from, result_chunk(i))
+      end
+    end
+    redis.call('HSET', K_RECORD, 'result_chunks', n)
+    redis.call('HDEL', K_RECORD, 'pchunks')
+  elseif chunks == CHUNKS_WRITTEN then
+    for i = 0, hget_num('result_chunks') - 1 do
+      bytes = bytes + redis.call('STRLEN', result_chunk(i))
+    end
+  end
   redis.call('SET', K_RESULT, payload)
-  redis.call('HSET', K_RECORD, 'result_bytes', string.len(payload))
+  redis.call('HSET', K_RECORD, 'result_bytes', bytes)
+  if truncated == '1' then
+    redis.call('HSET', K_RECORD, 'truncated', '1')
+  end
   return {finish(now, STATUS_DONE, string.format('Done in %.3f seconds', seconds), nil, now), 1}
 end
 local message = cjson.decode(payload)['message']

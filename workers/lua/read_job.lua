@@ -21,7 +21,9 @@ if renew and poll_timeout > 0 and not is_terminal(status) then
 end
 
 local result = false
-if status == STATUS_DONE and (inline_max < 0 or hget_num('result_bytes') <= inline_max) then
+-- A result kept in chunks is never inlined: its K_RESULT is the manifest.
+if status == STATUS_DONE and (inline_max < 0 or (hget_num('result_bytes') <= inline_max
+    and redis.call('HEXISTS', K_RECORD, 'result_chunks') == 0)) then
   result = redis.call('GET', K_RESULT) or false
 end
 local last_id = '0-0'

@@ -1,7 +1,8 @@
 -- Progress, message and partial rows of a running job in one round trip; the
 -- answer tells the worker whether to go on. With nothing to write it is the
 -- watchdog's check.
--- ARGS: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none)
+-- ARGS: percent (-1 = unchanged), message ('' = unchanged), rows (ndjson, '' = none),
+--   chunk (the index of the partial chunk the rows go to; 0 = K_PARTIAL)
 -- The call renews the caller's lease; a caller whose lease another execution
 -- has taken over gets 'LEASE_LOST' and writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress}.
@@ -30,8 +31,13 @@ if message ~= '' then
   changed = true
 end
 if rows ~= '' then
-  redis.call('APPEND', K_PARTIAL, rows)
-  redis.call('PEXPIRE', K_PARTIAL, redis.call('PTTL', K_RECORD))
+  local index = tonumber(ARGS[4]) or 0
+  local key = partial_chunk(index)
+  if index > 0 and hget_num('pchunks') < index + 1 then
+    redis.call('HSET', K_RECORD, 'pchunks', index + 1)
+  end
+  redis.call('APPEND', key, rows)
+  redis.call('PEXPIRE', key, redis.call('PTTL', K_RECORD))
 end
 if changed then
   notify(STATUS_RUNNING, progress)

@@ -22,6 +22,12 @@ redis.call('ZREM', K_REQUEUE, MEMBER)
 -- A message started it: no longer suspected lost (see lost_message.lua).
 redis.call('HDEL', K_RECORD, 'absent', 'resend')
 local attempt = redis.call('HINCRBY', K_RECORD, 'attempt', 1)
+-- A new execution starts its rows afresh: what an earlier one published or
+-- wrote of its result is dropped.
+if attempt > 1 then
+  del_partial()
+  del_result()
+end
 redis.call('HSET', K_RECORD, 'status', STATUS_RUNNING, 'started', now, 'message', 'Running',
   'lease', TOKEN, 'lease_ms', lease_ms, 'run:' .. attempt, now, 'run:' .. attempt .. ':w', worker)
 redis.call('SET', K_LEASE, TOKEN, 'PX', lease_ms)

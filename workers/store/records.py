@@ -75,6 +75,12 @@ class JobRecord:
     order: int = 0
     max_attempts: int = 1
     runs: tuple[Execution, ...] = ()
+    # Chunk keys of the partial rows (0: just the partial key) and of the
+    # result (0: the result key holds the result itself, not a manifest).
+    partial_chunks: int = 0
+    result_chunks: int = 0
+    # The job cut its result short (sql.query's max_rows, files.search's max_matches).
+    truncated: bool = False
 
     @property
     def job_id(self) -> str:
@@ -109,6 +115,9 @@ class JobRecord:
             order=int(raw.get("order", 0)),
             max_attempts=int(raw.get("max_attempts", 1)),
             runs=Execution.all_from(raw),
+            partial_chunks=int(raw.get("pchunks", 0)),
+            result_chunks=int(raw.get("result_chunks", 0)),
+            truncated=raw.get("truncated") == "1",
         )
 
 

@@ -37,6 +37,7 @@ SCRIPT_NAMES = (
     "sweep_job",
     "lost_message",
     "resent",
+    "write_chunk",
 )
 
 # -- KEYS -------------------------------------------------------------------
@@ -267,6 +268,13 @@ class ReadReply(NamedTuple):
         )
 
 
+class Chunks(enum.StrEnum):
+    """finish_job.lua's ``chunks`` argument: where a chunked result is."""
+
+    PARTIAL = "partial"  # the partial rows' chunks are the result
+    WRITTEN = "written"  # write_chunk wrote them
+
+
 # The reply tags the prelude names, by prefix: ABSENT_GONE = 'gone', ...
 REPLY_TAGS: dict[str, type[enum.StrEnum]] = {
     "TAG": Tag,
@@ -276,4 +284,5 @@ REPLY_TAGS: dict[str, type[enum.StrEnum]] = {
     "LOST": LostOutcome,
     "RUN": RunEnd,
     "RESEND": ResendReason,
+    "CHUNKS": Chunks,
 }

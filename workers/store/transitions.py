@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from workers import keys as keyspace
@@ -28,6 +29,7 @@ from workers.store.scripts import (
     Absent,
     Applied,
     CancelOutcome,
+    Chunks,
     CreateOutcome,
     ReadReply,
     StartReply,
@@ -151,9 +153,30 @@ class JobStore(Recovery, Liveness):
 
     @backend_errors
     def partial_rows(self, keys: JobKeys) -> str:
-        """What a running job has published so far (NDJSON)."""
+        """What a running job has published so far, in its first chunk."""
         rows: Any = self.redis.get(keys.partial)
         return str(rows or "")
+
+    def partial_chunks(self, keys: JobKeys, count: int) -> Iterator[str]:
+        """A running job's published rows, chunk by chunk (``count``: the
+        record's ``partial_chunks``), each read when the caller gets to it."""
+        names = [keys.partial] + [f"{keys.partial}:{i}" for i in range(1, count)]
+        return self._chunks(names, missing_ok=True)
+
+    def result_chunks(self, keys: JobKeys, count: int) -> Iterator[str]:
+        """A chunked result's chunks, each read when the caller gets to it;
+        a chunk gone meanwhile (the job deleted, expired) raises ``JobExpired``."""
+        return self._chunks([f"{keys.result}:{i}" for i in range(count)], missing_ok=False)
+
+    def _chunks(self, names: list[str], *, missing_ok: bool) -> Iterator[str]:
+        read = backend_errors(self.redis.get)
+        for name in names:
+            chunk: Any = read(name)
+            if chunk is None:
+                if missing_ok:
+                    continue
+                raise JobExpired("The result's chunks are gone (deleted or expired).")
+            yield str(chunk)
 
     @backend_errors
     def cancel(self, keys: JobKeys) -> CancelOutcome:
@@ -207,21 +230,48 @@ class JobStore(Recovery, Liveness):
         rows: str | bytes = "",
         *,
         token: str = "",
+        chunk: int = 0,
     ) -> str:
         """Write progress (one round trip), renew the lease, return the job's status.
 
         Anything but RUNNING means the job must stop: cancelled, timed out,
         failed by the watchdog, gone, or LEASE_LOST (another execution took over).
+        ``rows`` go to the partial rows' chunk number ``chunk``.
         """
         pct = -1 if percent is None else percent
-        reply = self._run("report_progress", keys, pct, message, rows, token=token)
+        reply = self._run("report_progress", keys, pct, message, rows, chunk, token=token)
         return str(reply[0])
 
     @backend_errors
-    def finish_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> bool:
-        """Store the result and make the job DONE; False if it had stopped."""
-        reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
+    def finish_done(
+        self,
+        keys: JobKeys,
+        result_json: str,
+        *,
+        token: str = "",
+        chunks: Chunks | None = None,
+        truncated: bool = False,
+    ) -> bool:
+        """Store the result and make the job DONE; False if it had stopped.
+
+        With ``chunks``, ``result_json`` is the manifest of a result kept in
+        chunks (the partial rows', or those ``write_chunk`` wrote)."""
+        reply = self._run(
+            "finish_job",
+            keys,
+            Status.DONE.value,
+            result_json,
+            chunks.value if chunks else "",
+            "1" if truncated else "",
+            token=token,
+        )
         return Applied.parse(reply).applied
+
+    @backend_errors
+    def write_chunk(self, keys: JobKeys, index: int, data: str, *, token: str = "") -> bool:
+        """Write chunk ``index`` of a large result before ``finish_done``;
+        False if the job had stopped."""
+        return Applied.parse(self._run("write_chunk", keys, index, data, token=token)).applied
 
     @backend_errors
     def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
