@@ -251,12 +251,12 @@ def format_partial_rows(
     publishes rows as lists.
     """
     content_type = _content_type(fmt)
-    header = read_columns(batches)
-    if header is not None:
-        columns = column_names(header)
+    header = read_columns(batches)  # columns the job named as it ran (ctx.columns)
     rows = _parse_batches(batches)
     if fmt == "json":
-        return [orjson.dumps(_partial_document(rows, columns))], content_type
+        return [orjson.dumps(_partial_document(rows, header or columns))], content_type
+    if header is not None:
+        columns = column_names(header)
     width = None if columns is None else len(columns)
     if not all(_is_flat_object(row) or _is_flat_list(row, width) for row in rows):
         raise _not_tabular()
@@ -279,7 +279,7 @@ def _parse_batches(batches: str) -> list[Any]:
     return rows
 
 
-def _partial_document(rows: list[Any], columns: list[str] | None) -> Any:
+def _partial_document(rows: list[Any], columns: list[Any] | None) -> Any:
     """The shape the final result will have: {columns, rows} or a list of rows."""
     if columns is not None and all(isinstance(row, list) for row in rows):
         return {"columns": columns, "rows": rows}

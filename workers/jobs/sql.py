@@ -207,7 +207,11 @@ def _postgres(
         sql, bound = sql.replace("%", "%%"), []
     try:
         conn = psycopg.connect(
-            url, options="-c default_transaction_read_only=on", connect_timeout=10
+            url,
+            options="-c default_transaction_read_only=on",
+            connect_timeout=10,
+            # What pg_stat_activity shows: the job behind each backend.
+            application_name=f"jobgate:{ctx.job_id}"[:63],
         )
     except psycopg.Error as exc:
         raise JobFailure(f"Cannot connect to source: {redact(str(exc), url)}") from None
@@ -219,9 +223,12 @@ def _postgres(
         cursor: Any = conn.cursor(name=CURSOR)
         try:
             cursor.execute(sql, bound)
-        except psycopg.errors.SyntaxError as exc:
+        except psycopg.Error as exc:
             ctx.check()
-            if exc.diag.statement_position != str(len(DECLARE_PREFIX) + 1):
+            cannot_declare = exc.sqlstate == "42601" and exc.diag.statement_position == str(
+                len(DECLARE_PREFIX) + 1
+            )
+            if not cannot_declare:
                 raise pg_failure(exc, len(DECLARE_PREFIX)) from None
             # Not a query a cursor can hold (SHOW, INSERT, ...): run it as is,
             # still in a read-only transaction (a write is refused there).
