@@ -112,6 +112,16 @@ local function result_chunk(i)
   return K_RESULT .. ':' .. i
 end
 
+-- A chunk grown by APPEND holds up to twice its length (Redis preallocates
+-- what it expects the next APPEND to need, up to 1 MiB more): written once
+-- more, it holds just its bytes. Done as a chunk is complete.
+local function compact(key)
+  local value = redis.call('GET', key)
+  if value then
+    redis.call('SET', key, value, 'KEEPTTL')
+  end
+end
+
 -- Delete the partial rows, every chunk of them.
 local function del_partial()
   local n = hget_num('pchunks')

@@ -18,6 +18,7 @@ if outcome == STATUS_DONE then
   local bytes = string.len(payload)
   if chunks == CHUNKS_PARTIAL then
     local n = math.max(1, hget_num('pchunks'))
+    compact(partial_chunk(n - 1))
     for i = 0, n - 1 do
       local from = partial_chunk(i)
       if redis.call('EXISTS', from) == 1 then

@@ -35,6 +35,7 @@ if rows ~= '' then
   local key = partial_chunk(index)
   if index > 0 and hget_num('pchunks') < index + 1 then
     redis.call('HSET', K_RECORD, 'pchunks', index + 1)
+    compact(partial_chunk(index - 1))
   end
   redis.call('APPEND', key, rows)
   redis.call('PEXPIRE', key, redis.call('PTTL', K_RECORD))
