@@ -336,7 +336,17 @@ class JobResults(MethodView):
 @blp.route("/jobs/<job_id>/result")
 class JobResult(MethodView):
     @blp.arguments(ResultQuery(), location="query", as_kwargs=True)
-    @blp.alt_response(200, description="The result, as json, ndjson or csv (Accept or ?format=).")
+    @blp.alt_response(
+        200,
+        description="The result, as json, ndjson or csv (Accept or ?format=); a result "
+        "over 1 MiB is streamed chunk by chunk (no Content-Length).",
+        headers={
+            "Jobgate-Truncated": {
+                "description": "`true` when the job cut its result short.",
+                "schema": {"type": "string"},
+            }
+        },
+    )
     @blp.alt_response(204, description="Not finished yet.", headers=HEADERS)
     @_problems(400, 401, 404, 406, 410, 422, 503)
     def get(self, job_id: str, partial_rows: bool, format: str | None = None) -> Response:

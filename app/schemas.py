@@ -219,7 +219,15 @@ class JobSchema(Schema):
     poll_deadline = fields.String(metadata={"format": "date-time"})
     finished_at = fields.String(metadata={"format": "date-time"})
     expires_at = fields.String(metadata={"format": "date-time"})
-    result = fields.Raw(metadata={"description": "Inline when DONE and at most 64 KiB."})
+    result = fields.Raw(
+        metadata={
+            "description": "Inline when DONE and at most JOBGATE_INLINE_RESULT_BYTES "
+            "(64 KiB), never when kept in chunks (over 1 MiB): then fetch links.result."
+        }
+    )
+    truncated = fields.Boolean(
+        metadata={"description": "Present (true) when the job cut its result short (max_rows)."}
+    )
     error = fields.Nested(JobErrorSchema)
     links = fields.Nested(LinksSchema, required=True)
 
