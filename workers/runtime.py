@@ -202,6 +202,16 @@ class JobContext:
         fails the job there (``TypeError``)."""
         self._pending_rows.extend(rows)
 
+    def flush(self) -> None:
+        """Write what is pending (rows, percent, message) now, unthrottled:
+        call it before a call that may block for long (a database fetch), so
+        the rows published so far are visible meanwhile. Raises ``JobStopped``
+        as ``progress`` does; does nothing when nothing is pending."""
+        if self._pending_rows or self._header_pending or self.held_percent() is not None:
+            self._write(self._current, time.monotonic())
+        else:
+            self._raise_if_stopped()
+
     def columns(self, columns: list[Any]) -> None:
         """Name the columns of the rows this job publishes (names, or
         ``{"name": ..., "type": ...}`` objects), for a table whose columns are

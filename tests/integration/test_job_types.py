@@ -573,3 +573,34 @@ def test_large_returned_value_is_kept_in_chunks(jt: FlaskClient, redis_client: r
     assert result(jt, doc) == "x" * (3 * MIB)
     response = jt.get(f"{doc['links']['result']}?format=csv")
     assert response.status_code == 406
+
+
+def test_published_rows_over_the_limit_fail_and_leave_nothing(
+    api: FlaskClient, settings: Settings, redis_client: redis.Redis
+) -> None:
+    """The session's worker allows 1 MiB: 40,000 rows of ~60 bytes pass it."""
+    assert settings.max_result_bytes == MIB
+    doc = run(api, "test.publish", {"rows": 40_000, "width": 50})
+
+    assert doc["status"] == "FAILED"
+    assert doc["error"]["code"] == "RESULT_TOO_LARGE"
+    left = job_keys_in_redis(redis_client, doc["id"])
+    assert all(":partial" not in k and ":result" not in k for k in left), left
+
+
+def test_published_rows_over_a_chunk_become_the_result(
+    jt: FlaskClient, redis_client: redis.Redis
+) -> None:
+    doc = run(jt, "test.publish", {"rows": 30_000, "width": 100})
+
+    assert doc["status"] == "DONE", doc
+    keys = job_keys_in_redis(redis_client, doc["id"])
+    assert sum(":result:" in k for k in keys) >= 3
+    assert not any(":partial" in k for k in keys)
+    rows = [[i, "x" * 100] for i in range(30_000)]
+    assert jt.get(doc["links"]["result"]).data == orjson.dumps(
+        {"columns": ["i", "text"], "rows": rows}
+    )
+    small = run(jt, "test.publish", {"rows": 3})
+    assert small["result"] == {"columns": ["i", "text"], "rows": [[i, "x" * 10] for i in range(3)]}
+    assert not any(":result:" in k for k in job_keys_in_redis(redis_client, small["id"]))

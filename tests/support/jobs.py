@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from workers.registry import job
-from workers.runtime import JobContext, JobStopped
+from workers.runtime import JobContext, JobStopped, RowsResult
 
 
 class SecondsParams(Schema):
@@ -72,3 +72,18 @@ def held(ctx: JobContext, seconds: float) -> str:
 @job("test.rows", description="Returns a list of flat objects, without declaring tabular=True.")
 def rows(ctx: JobContext) -> list[dict[str, int]]:
     return [{"a": 1}, {"a": 2}]
+
+
+class PublishParams(Schema):
+    rows = fields.Integer(required=True, validate=validate.Range(0, 10_000_000))
+    width = fields.Integer(load_default=10, validate=validate.Range(1, 10_000))
+
+
+@job("test.publish", params=PublishParams, tabular=True, description="Publishes rows.")
+def publish(ctx: JobContext, rows: int, width: int) -> RowsResult:
+    """Publishes ``rows`` rows ``[i, "x" * width]``; its result is what it published."""
+    ctx.columns(["i", "text"])
+    for i in range(rows):
+        ctx.publish([[i, "x" * width]])
+        ctx.progress(i * 100 // max(1, rows))
+    return ctx.rows_result()

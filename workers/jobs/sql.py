@@ -192,6 +192,7 @@ def _stream(
         expected = min(estimate, max_rows) if estimate else None
         percent = fetched * 100 // expected if expected else 0
         ctx.progress(percent, f"{fetched} rows fetched")
+        ctx.flush()  # the next fetch may wait long: these rows are visible meanwhile
     # max_rows reached: truncated if the statement had more.
     more = bool(fetch(1))
     return ctx.rows_result(truncated=more)
