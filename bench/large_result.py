@@ -66,7 +66,7 @@ def wait(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def run_job(url: str, sql: str) -> dict[str, Any]:
-    body = {
+    body: Any = {
         "type": "sql.query",
         "params": {"source": "pg", "sql": sql, "max_rows": 200_000},
         "wait": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from typing import Any
 
 import orjson
 import pytest
@@ -24,14 +25,14 @@ from workers.store.chunks import (
     rows_of,
 )
 
-COLUMNS = [{"name": "id", "type": "int4"}, {"name": "name", "type": "text"}]
+COLUMNS: list[Any] = [{"name": "id", "type": "int4"}, {"name": "name", "type": "text"}]
 
 
 def table(count: int) -> list[list[object]]:
     return [[i, f'name-{i}, "quoted"\n'] for i in range(count)]
 
 
-def published(columns: list[object] | None, rows: list[list[object]], batch: int) -> list[str]:
+def published(columns: list[Any] | None, rows: list[list[object]], batch: int) -> list[str]:
     """Chunks as JobContext writes them: a header, then a line per write,
     a new chunk once one holds RESULT_CHUNK_BYTES."""
     lines = [header_line(columns)] if columns is not None else []
@@ -90,10 +91,10 @@ def test_manifest_kinds() -> None:
         manifest_kind('{"columns": []}')
 
 
-def source(pieces: list[str]):  # type: ignore[no-untyped-def]
+def source(pieces: list[str]):
     reads = itertools.count()
 
-    def again():  # type: ignore[no-untyped-def]
+    def again():
         next(reads)
         return iter(pieces)
 
