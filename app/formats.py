@@ -241,49 +241,66 @@ def format_chunked(
 def format_partial_rows(
     batches: str, fmt: str, columns: list[str] | None
 ) -> tuple[Iterable[bytes], str]:
-    """A running job's rows so far as ``(body chunks, Content-Type)``.
+    """A running job's rows so far, from the text of its partial rows."""
+    return format_partial_chunks(lambda: iter([batches]), fmt, columns)
 
-    ``batches`` is the stored partial result: a line per progress write, each
-    a JSON array of the rows published since the previous one.
 
-    Same formats as ``format_result``, so a client reads a partial result the way it
-    will read the final one. ``columns`` are the job's declared columns, if it
-    publishes rows as lists.
+def format_partial_chunks(
+    chunks: ChunkSource, fmt: str, columns: list[str] | None
+) -> tuple[Iterable[bytes], str]:
+    """A running job's rows so far as ``(body chunks, Content-Type)``, read a
+    chunk at a time (``chunks()`` reads them afresh each call).
+
+    The stored partial rows are lines: a JSON array of the rows of each write,
+    and maybe a ``{"columns": [...]}`` header (``ctx.columns``). A first pass
+    checks every row and notes how long each chunk was; the second renders
+    exactly that much, so rows published meanwhile neither appear unchecked
+    nor change the answer. Same formats as ``format_result``, so a client
+    reads a partial result the way it will read the final one. ``columns``
+    are the job type's declared columns, if it publishes rows as lists.
     """
     content_type = _content_type(fmt)
-    header = read_columns(batches)  # columns the job named as it ran (ctx.columns)
-    rows = _parse_batches(batches)
+    seen: list[int] = []
+    header: list[Any] | None = None
+    for chunk in chunks():
+        if not seen:
+            header = read_columns(chunk)
+        seen.append(len(chunk))
+    named = header if header is not None else columns
+    names = column_names(named)
+    width = None if names is None else len(names)
+
+    def snapshot() -> Iterator[str]:
+        for length, chunk in zip(seen, chunks(), strict=False):
+            yield chunk[:length]
+
+    all_lists, flat = True, True
+    keys: dict[str, None] = {}
+    for row in rows_of(snapshot()):
+        if isinstance(row, list):
+            flat = flat and _is_flat_list(row, width)
+        else:
+            all_lists = False
+            if _is_flat_object(row):
+                keys.update(dict.fromkeys(row))
+            else:
+                flat = False
     if fmt == "json":
-        return [orjson.dumps(_partial_document(rows, header or columns))], content_type
-    if header is not None:
-        columns = column_names(header)
-    width = None if columns is None else len(columns)
-    if not all(_is_flat_object(row) or _is_flat_list(row, width) for row in rows):
+        return rows_json(named if all_lists else None, snapshot()), content_type
+    if not flat:
         raise _not_tabular()
-    return _stream(fmt, columns, iter(rows)), content_type
+    rows = rows_of(snapshot())
+    if fmt == "csv":
+        return _batched(_csv_lines(names if names is not None else list(keys) or None, rows)), (
+            content_type
+        )
+    return _batched(_ndjson_lines(names, rows)), content_type
 
 
 def _content_type(fmt: str) -> str:
     if fmt not in CONTENT_TYPES:
         raise NotAcceptable(f"Unknown format {fmt!r}.", formats=list(FORMATS))
     return CONTENT_TYPES[fmt]
-
-
-def _parse_batches(batches: str) -> list[Any]:
-    # Split on "\n" only: str.splitlines() would also cut at U+2028 and other
-    # separators, which orjson leaves unescaped inside strings.
-    rows: list[Any] = []
-    for line in batches.split("\n"):
-        if line.strip() and not line.startswith("{"):  # ({"columns": ...}: a header)
-            rows.extend(orjson.loads(line))
-    return rows
-
-
-def _partial_document(rows: list[Any], columns: list[Any] | None) -> Any:
-    """The shape the final result will have: {columns, rows} or a list of rows."""
-    if columns is not None and all(isinstance(row, list) for row in rows):
-        return {"columns": columns, "rows": rows}
-    return rows
 
 
 def _stream(fmt: str, columns: list[str] | None, rows: Iterator[Row]) -> Iterator[bytes]:

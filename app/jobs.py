@@ -16,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import service
 from app.context import jobgate
 from app.documents import json_response, public_error, retry_after, status_document
-from app.formats import choose_format, format_chunked, format_partial_rows, format_result
+from app.formats import choose_format, format_chunked, format_partial_chunks, format_result
 from app.schemas import (
     MAX_WAIT,
     JobListSchema,
@@ -392,8 +392,10 @@ def stream_chunks(body: Iterable[bytes]) -> Iterator[bytes]:
 def partial_response(record: JobRecord, fmt: str) -> Response:
     job_type = registry.get(record.type)
     columns = list(job_type.columns) if job_type and job_type.columns else None
-    rows = "".join(jobgate().store.partial_chunks(record.keys, max(1, record.partial_chunks)))
-    body, content_type = format_partial_rows(rows, fmt, columns)
+    count, store = max(1, record.partial_chunks), jobgate().store
+    body, content_type = format_partial_chunks(
+        lambda: store.partial_chunks(record.keys, count), fmt, columns
+    )
     headers = {"Jobgate-Partial": "true", "Retry-After": str(retry_after(record))}
     return Response(body, content_type=content_type, headers=headers)
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.formats import NotAcceptable, format_chunked
+from app.formats import NotAcceptable, format_chunked, format_partial_chunks
 from workers.store import chunks
 from workers.store.chunks import (
     RESULT_CHUNK_BYTES,
@@ -139,3 +139,18 @@ def test_chunked_json_text_is_json_only() -> None:
     assert b"".join(body) == b'{"a": "b"}'
     with pytest.raises(NotAcceptable):
         format_chunked("json", factory, "ndjson")
+
+
+def test_partial_rows_are_a_snapshot_of_the_first_read() -> None:
+    """Rows published between the check and the rendering are not sent unchecked."""
+
+    stored = [header_line(["a"]).decode() + batch_line([[1], [2]]).decode()]
+
+    def chunks():  # the job appends after every read
+        current = list(stored)
+        stored[-1] += batch_line([[{"nested": [1]}]]).decode()
+        stored.append(batch_line([[9]]).decode())
+        return iter(current)
+
+    body, _ = format_partial_chunks(chunks, "csv", None)
+    assert b"".join(body) == b"a\r\n1\r\n2\r\n"

@@ -64,8 +64,9 @@ def _lines(chunks: Iterable[str]) -> Iterator[str]:
     # Split on "\n" only: str.splitlines() would also cut at U+2028 and other
     # separators, which orjson leaves unescaped inside strings.
     for chunk in chunks:
-        for line in chunk.split("\n"):
-            if line.strip():
+        for raw in chunk.split("\n"):
+            line = raw.strip(" \t\r")  # JSON's own whitespace, outside the value
+            if line:
                 yield line
 
 
