@@ -33,7 +33,7 @@ from workers.store import JobStore
 
 pytestmark = pytest.mark.integration
 
-PG_URL = os.environ.get("JOBGATE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NEEDLE = "needle"
 
 

@@ -134,13 +134,6 @@ local function del_partial()
   end
 end
 
-local function expire_partial(ms)
-  redis.call('PEXPIRE', K_PARTIAL, ms)
-  for i = 1, hget_num('pchunks') - 1 do
-    redis.call('PEXPIRE', partial_chunk(i), ms)
-  end
-end
-
 -- Delete the result, its chunks first (the record counts them).
 local function del_result()
   local n = hget_num('result_chunks')
@@ -175,9 +168,14 @@ local function renew_live_ttl()
     mark_active(now_ms() + clock * 1000)
   end
   redis.call('PEXPIRE', K_RECORD, live_ms)
-  expire_partial(live_ms)
-  if redis.call('HEXISTS', K_RECORD, 'result_chunks') == 1 then
-    expire_result(live_ms)
+  -- The chunks of its rows, and of a large result being written: one read.
+  local chunks = redis.call('HMGET', K_RECORD, 'pchunks', 'result_chunks')
+  redis.call('PEXPIRE', K_PARTIAL, live_ms)
+  for i = 1, (tonumber(chunks[1]) or 0) - 1 do
+    redis.call('PEXPIRE', partial_chunk(i), live_ms)
+  end
+  for i = 0, (tonumber(chunks[2]) or 0) - 1 do
+    redis.call('PEXPIRE', result_chunk(i), live_ms)
   end
   redis.call('PEXPIRE', K_TOMB, live_ms + TOMB_TTL_MS)
   keep_listed_until(now_ms() + live_ms + TOMB_TTL_MS)
