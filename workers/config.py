@@ -72,9 +72,17 @@ _SOURCE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
 _PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)([^@]*)@")
 
 
+_PASSWORDS = re.compile(r"([a-z]+://[^:/@,=]*:)([^@]*)@")
+
+
 def redact_url(url: str) -> str:
     """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
     return _PASSWORD.sub(r"\1***@", url)
+
+
+def redact_urls(text: str) -> str:
+    """Every URL's password in ``text`` as ``***`` (a whole JOBGATE_SQL_SOURCES)."""
+    return _PASSWORDS.sub(r"\1***@", text)
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,9 @@ class Settings:
         except ValidationError as exc:
             variable = next(v for v in _VARIABLES if v in exc.messages_dict)
             problem = " ".join(str(m) for m in exc.messages_dict[variable])
-            raise ConfigError(variable, f"{problem} (got {given[variable]!r})") from None
+            raise ConfigError(
+                variable, f"{problem} (got {redact_urls(given[variable])!r})"
+            ) from None
         values.update(overrides)
         return cls(**values)
 

@@ -111,3 +111,11 @@ def test_values_become_flat_json() -> None:
     assert cell(b"\x00\x01") == "AAE="
     assert cell({"a": [1]}) == '{"a":[1]}'
     assert cell(None) is None and cell(3) == 3
+
+
+def test_a_bad_sql_sources_value_is_reported_without_passwords() -> None:
+    raw = "pg=postgresql://u:s3cret@db/x,bad=mysql://u:t0p@h/y"
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"JOBGATE_SQL_SOURCES": raw})
+    assert "s3cret" not in str(refused.value) and "t0p" not in str(refused.value)
+    assert "postgresql://u:***@db/x" in str(refused.value)
