@@ -209,9 +209,10 @@ class Jobs(MethodView):
             retention=data["retention"],
             watch=wait > 0,
             request_id=g.request_id,
+            priority=data["priority"],
         )
         if outcome is CreateOutcome.CREATED:
-            jg.enqueue(keys, job_type)
+            jg.enqueue(keys, job_type, data["priority"])
         record = created
         if wait > 0:
             # A replay's wait claims a slot like any other: one tenant's

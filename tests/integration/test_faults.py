@@ -505,7 +505,9 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
     assert resent == sum(messages) - len(jobs)  # each resend counted, none sent twice
     broker = fstore.broker
     assert broker is not None
-    wait_until(lambda: broker.waiting() == 0, 30, "no stale message left in the queue")
+    wait_until(
+        lambda: sum(broker.waiting().values()) == 0, 30, "no stale message left in the queue"
+    )
     # No cascade: the first message of every job sent again without being
     # requeued had left the queue when the sweep judged it lost. Either the
     # killed worker still holds it (kombu's unacked hash), or it is gone: a

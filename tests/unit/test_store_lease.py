@@ -19,6 +19,7 @@ from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.limits import LOST_CONFIRM_MS, LOST_MESSAGE_GRACE_MS, MAX_LOST_RESENDS
+from workers.registry import DEFAULT_PRIORITY
 from workers.states import ErrorCode, Status
 from workers.store import CreateOutcome, JobStore, Started
 
@@ -105,8 +106,11 @@ def test_a_lost_lease_requeues_the_job(store: JobStore, client: Any, keys: JobKe
     assert record.attempt == 1
     assert record.runs[0].outcome == "lost"
     assert record.runs[0].ended_ms is not None
-    assert client.zscore(keyspace.queue_index(store.settings.queue), keys.task_arg()) is not None
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert (
+        client.zscore(keyspace.queue_index(store.settings.queue, DEFAULT_PRIORITY), keys.task_arg())
+        is not None
+    )
+    assert [r.keys for r in store.requeued()] == [keys]
     assert not client.exists(keys.lease)
 
 
@@ -213,7 +217,7 @@ def test_hand_back_requeues_without_waiting_for_the_lease(
     record = store.read(keys, poll=False)
     assert record.status is Status.INITIALIZED
     assert record.runs[0].outcome == "handed_back"
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert [r.keys for r in store.requeued()] == [keys]
     assert store.report(keys, 50, token=taken.token) == "INITIALIZED"
 
 
@@ -222,7 +226,9 @@ def test_requeued_lists_the_type_and_resent_removes(store: JobStore, keys: JobKe
     taken = started(store, keys)
     store.hand_back(keys, taken.token)
 
-    assert store.requeued() == [(keys, "demo.count", 2)]  # its second message
+    assert store.requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]  # its second message
     store.mark_resent(keys, 2)
     assert store.requeued() == []
 
@@ -258,7 +264,7 @@ def test_sweep_requeues_a_job_whose_lease_lapsed(
     store.sweep_due()
 
     assert client.hget(keys.record, "status") == "INITIALIZED"
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert [r.keys for r in store.requeued()] == [keys]
 
 
 def test_sweep_reschedules_a_healthy_job_to_its_next_clock(
@@ -370,7 +376,7 @@ def test_a_message_found_nowhere_twice_is_lost_and_sent_again_first(
     client.lpush(queue_lists(store.settings.queue)[-1], kombu_message(keys.message_id(1)))
 
     assert look_twice(store, client, keys) == 1
-    assert store.requeued() == [(keys, "demo.count", 3)]
+    assert store.requeued() == [(keys, "demo.count", 3, store.settings.queue, DEFAULT_PRIORITY)]
 
 
 def test_a_suspect_message_found_again_is_not_lost(
@@ -489,10 +495,14 @@ def test_a_requeued_job_is_claimed_by_one_sweep_only(store: JobStore, keys: JobK
     taken = started(store, keys)
     store.hand_back(keys, taken.token)
 
-    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]
     assert store.claim_requeued() == []  # a second sweep at the same time
     store.unclaim(keys)  # the send failed
-    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]
 
 
 def test_resending_a_gone_job_writes_nothing(store: JobStore, client: Any, keys: JobKeys) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from workers.keys import JobKeys
+from workers.registry import DEFAULT_PRIORITY
 from workers.states import Status
 from workers.store.scripts import ReadReply, StartReply
 
@@ -75,6 +76,9 @@ class JobRecord:
     order: int = 0
     max_attempts: int = 1
     runs: tuple[Execution, ...] = ()
+    # Its broker queue ('' for a job made before queues had priorities) and priority.
+    queue: str = ""
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def job_id(self) -> str:
@@ -109,6 +113,8 @@ class JobRecord:
             order=int(raw.get("order", 0)),
             max_attempts=int(raw.get("max_attempts", 1)),
             runs=Execution.all_from(raw),
+            queue=raw.get("queue", ""),
+            priority=int(raw.get("priority", DEFAULT_PRIORITY)),
         )
 
 

@@ -73,13 +73,17 @@ class JobStore(Recovery, Liveness):
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
         request_id: str = "",
+        queue: str = "",
+        priority: int = registry.DEFAULT_PRIORITY,
     ) -> Created:
         """Create the job unless its id is taken (see ``CreateOutcome``); a new
         job comes back with its record (what a read would return): one round
         trip for a submit that does not wait. ``watch``: the caller will
         ``wait_for_event`` after the record's ``last_event_id``. ``request_id``:
         the submitting request's X-Request-ID, kept (at most RECORD_VALUE_MAX
-        bytes) for the worker's log lines."""
+        bytes) for the worker's log lines. ``queue``: the broker queue of its
+        messages (default JOBGATE_QUEUE), ``priority`` 0-9: where it waits."""
+        queue = queue or self.settings.queue
         reply = self._run(
             "create_job",
             keys,
@@ -92,6 +96,9 @@ class JobStore(Recovery, Liveness):
             max_attempts,
             int(watch),
             request_id[: limits.RECORD_VALUE_MAX],
+            queue,
+            priority,
+            queue_key=keyspace.queue_index(queue, priority),
         )
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
