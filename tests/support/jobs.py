@@ -72,3 +72,16 @@ def held(ctx: JobContext, seconds: float) -> str:
 @job("test.rows", description="Returns a list of flat objects, without declaring tabular=True.")
 def rows(ctx: JobContext) -> list[dict[str, int]]:
     return [{"a": 1}, {"a": 2}]
+
+
+@job(
+    "test.report",
+    params=SecondsParams,
+    queue="reports",
+    priority=2,
+    priorities=(1, 5),
+    description="Sleeps; on the queue 'reports', priority 1-5 (default 2).",
+)
+def report(ctx: JobContext, seconds: float) -> str:
+    time.sleep(seconds)
+    return "reported"

@@ -108,7 +108,12 @@ class JobStore(Recovery, Liveness):
     @backend_errors
     def discard(self, keys: JobKeys) -> None:
         """Undo a create whose task could not be enqueued: leave nothing behind."""
-        self.redis.delete(*keys.all())
+        queue, priority = self.redis.hmget(keys.record, "queue", "priority")
+        pipe = self.redis.pipeline(transaction=True)
+        if queue and priority is not None:
+            pipe.zrem(keyspace.queue_index(str(queue), int(priority)), keys.task_arg())
+        pipe.delete(*keys.all())
+        pipe.execute()
 
     @backend_errors
     def read(
