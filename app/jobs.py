@@ -37,6 +37,7 @@ from workers.errors import (
     ValidationFailed,
 )
 from workers.keys import JobKeys, valid_id
+from workers.queues import DEFAULT_QUEUE_NAME
 from workers.store import CancelOutcome, CreateOutcome, JobRecord
 from workers.store.values import new_id
 
@@ -378,6 +379,9 @@ class JobTypes(MethodView):
                 "max_runtime": t.runtime_limit(default),
                 "max_attempts": t.max_attempts,
                 "tabular": t.tabular,
+                "queue": t.queue or DEFAULT_QUEUE_NAME,
+                "priority": t.priority,
+                "priorities": list(t.priorities),
             }
             for t in registry.all_types()
         ]

@@ -273,6 +273,18 @@ class JobTypeSchema(Schema):
     max_runtime = fields.Integer(required=True)
     max_attempts = fields.Integer(required=True)
     tabular = fields.Boolean(required=True)
+    queue = fields.String(
+        required=True,
+        metadata={"description": "Its queue, as `jobgate worker --queues` names it."},
+    )
+    priority = fields.Integer(
+        required=True, metadata={"description": "Its jobs' default priority."}
+    )
+    priorities = fields.List(
+        fields.Integer(),
+        required=True,
+        metadata={"description": "[low, high]: the priorities a submit may ask for."},
+    )
 
 
 class JobTypeListSchema(Schema):
