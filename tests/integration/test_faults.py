@@ -540,7 +540,7 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
     )
 
 
-def test_a_requeued_job_runs_before_the_backlog_submitted_after_it(
+def test_a_requeued_job_runs_before_a_lower_priority_backlog_submitted_after_it(
     workers: Workers, fclient: FlaskClient, fstore: JobStore
 ) -> None:
     workers.start("first-sweeper", sweep_only=True, worker_concurrency=1)
