@@ -9,9 +9,10 @@ signals, the per-process store) in ``workers.process``, the periodic sweep in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from workers import broker_patch, process, registry, runtime, task_states
 from workers.broker import (
@@ -33,6 +34,12 @@ SWEEP_TASK_NAME = "jobgate.sweep"
 # Slack added to a job's own limit before Celery's hard limit kills the process:
 # Jobgate's watchdog acts first, Celery's limit is the backstop.
 HARD_LIMIT_SLACK = 30
+# RabbitMQ's default consumer_timeout (ms): it closes the channel of a consumer
+# that holds an unacked delivery longer, and with acks late a job's message is
+# held for the job's whole run (README, "Scaling out").
+RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S = 1800
+
+log = logging.getLogger(__name__)
 
 
 def longest_hard_limit(settings: Settings) -> int:
@@ -77,6 +84,20 @@ def send_job(
         queue=queue or type_queue(settings, type_name),
         priority=message_priority(priority, settings.broker_url),
         time_limit=hard_limit(settings, type_name),
+    )
+
+
+def warn_about_consumer_timeout(settings: Settings) -> str | None:
+    """On RabbitMQ, the warning a worker logs at start when a job may run
+    longer than RabbitMQ's default consumer_timeout (None: nothing to say)."""
+    longest = longest_hard_limit(settings)
+    if not is_amqp_url(settings.broker_url) or longest <= RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S:
+        return None
+    return (
+        f"a job may hold its RabbitMQ message for up to {longest} s, longer than RabbitMQ's "
+        f"default consumer_timeout ({RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S} s): unless the "
+        f"server's is set above {longest * 1000} ms, RabbitMQ closes the channel of a worker "
+        "running a long job (no job is lost or run twice: see README, 'Scaling out')"
     )
 
 
@@ -170,6 +191,12 @@ def make_celery(settings: Settings) -> Celery:
     # shows every key of it, censoring by key name only. Jobgate's Settings
     # (API keys, the Flower password, the Redis URL) stay in process.state.
     app.conf.update(celery_config(settings))
+
+    @signals.worker_ready.connect(weak=False)
+    def _check_consumer_timeout(**_: Any) -> None:
+        warning = warn_about_consumer_timeout(settings)
+        if warning:
+            log.warning("%s", warning)
 
     # A job that ended FAILED raises its code's JobFailed (workers.task_states):
     # expected (``throws``: logged at INFO, no traceback), acked as a success.
