@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import tests.support.jobs  # noqa: F401 - the type test.report and its queue "reports"
 from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, assert_ttl_close
 from workers import broker
 from workers import keys as keyspace
@@ -19,6 +20,7 @@ from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.limits import LOST_CONFIRM_MS, LOST_MESSAGE_GRACE_MS, MAX_LOST_RESENDS
+from workers.queues import job_queue
 from workers.registry import DEFAULT_PRIORITY
 from workers.states import ErrorCode, Status
 from workers.store import CreateOutcome, JobStore, Started
@@ -579,3 +581,53 @@ def test_a_queued_job_without_heartbeat_has_its_ttl_renewed_by_the_sweep(
     assert_ttl_close(client, keys.tombstone, live_ms + store.settings.tombstone_ttl * 1000)
     assert client.zscore(keyspace.DUE, keys.task_arg()) > now_ms + live_ms / 4
     assert store.read(keys, poll=False).status is Status.INITIALIZED
+
+
+# -- queues and priorities ----------------------------------------------------------
+
+
+def test_the_sweep_looks_for_lost_messages_in_every_queue_at_every_priority(
+    store: JobStore, client: Any
+) -> None:
+    """A job of the type queue 'reports' (tests.support.jobs), priority 1: its
+    message is found in that queue's list for its priority; another job's,
+    nowhere, is lost and sent again on its own queue at its own priority."""
+    reports = job_queue(store.settings, "reports")
+    found, lost = JobKeys("t1", "on-reports"), JobKeys("t1", "lost-on-reports")
+    for job in (found, lost):
+        created = store.create(
+            job, "test.report", "{}", poll_timeout=0, retention=RETENTION,
+            max_runtime=MAX_RUNTIME, queue=reports, priority=1,
+        )  # fmt: skip
+        assert created.outcome is CreateOutcome.CREATED
+        sent_seconds_ago(client, job, 30)
+    # kombu's Redis transport: priority 1 goes out at 9 - 1, the list of step 8.
+    client.lpush(queue_lists(reports)[9 - 1], kombu_message(found.message_id(1)))
+
+    assert store.find_lost_messages() == 0  # the first look only suspects
+    assert client.hget(found.record, "absent") is None
+    client.hset(lost.record, "absent", int(client.hget(lost.record, "absent")) - LOST_CONFIRM_MS)
+    assert store.find_lost_messages() == 1
+    assert store.requeued() == [(lost, "test.report", 2, reports, 1)]
+
+
+def test_queue_position_counts_every_more_urgent_job_first(store: JobStore) -> None:
+    def submit(job_id: str, priority: int) -> JobKeys:
+        job = JobKeys("t1", job_id)
+        store.create(
+            job, "demo.count", "{}", poll_timeout=0, retention=RETENTION,
+            max_runtime=MAX_RUNTIME, priority=priority,
+        )  # fmt: skip
+        return job
+
+    low_1, low_2 = submit("low-1", 0), submit("low-2", 0)
+    high = submit("high", 9)
+    middle = submit("middle", 5)
+
+    def position(job: JobKeys) -> int | None:
+        return store.read(job, poll=False).queue_position
+
+    assert [position(j) for j in (high, middle, low_1, low_2)] == [0, 1, 2, 3]
+    store.start(high, "w1")  # it leaves its index: the others move up
+    assert [position(j) for j in (middle, low_1, low_2)] == [0, 1, 2]
+    assert store.metrics_snapshot()["queued"][store.settings.queue] == 3
