@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-containers images lint typecheck all bench soak clean
+.PHONY: install run test test-containers test-hosts images lint typecheck all bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ images: | $(BIN)/python
 # out of `make test`): installs podman and makes base images when missing.
 test-containers: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/containers -m containers --timeout=1800 $(PYTEST_ARGS)
+
+# Several hosts as network namespaces (tests/hosts, marker `hosts`, left out
+# of `make test`): as root; installs iproute2 (`ip netns`) when missing.
+test-hosts: $(VENV)/.installed-dev
+	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+	$(BIN)/pytest tests/hosts -m hosts --timeout=900 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from workers.celery_app import send_job
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import JobKeys
+from workers.queues import job_queue
 from workers.registry import JobType
 from workers.store import JobStore
 
@@ -90,13 +91,16 @@ class Jobgate:
     wait_slots: WaitSlots
     metrics: CollectorRegistry
 
-    def enqueue(self, keys: JobKeys, job_type: JobType) -> None:
+    def enqueue(self, keys: JobKeys, job_type: JobType, priority: int) -> None:
         """Queue the job's task by name; undo the job if the broker refuses.
 
         A refused submit leaves nothing behind: no key, no queued task.
         """
         try:
-            send_job(self.celery, self.settings, keys, job_type.name)
+            queue = job_queue(self.settings, job_type.queue)
+            send_job(
+                self.celery, self.settings, keys, job_type.name, queue=queue, priority=priority
+            )
         except (OperationalError, OSError) as exc:
             log.warning("cannot enqueue job %s: %s", keys.job_id, exc)
             try:

@@ -39,6 +39,7 @@ from workers.errors import (
     ValidationFailed,
 )
 from workers.keys import JobKeys, valid_id
+from workers.queues import DEFAULT_QUEUE_NAME
 from workers.store import CancelOutcome, CreateOutcome, JobRecord
 from workers.store.chunks import manifest_kind
 from workers.store.values import new_id
@@ -214,9 +215,10 @@ class Jobs(MethodView):
             retention=data["retention"],
             watch=wait > 0,
             request_id=g.request_id,
+            priority=data["priority"],
         )
         if outcome is CreateOutcome.CREATED:
-            jg.enqueue(keys, job_type)
+            jg.enqueue(keys, job_type, data["priority"])
         record = created
         if wait > 0:
             # A replay's wait claims a slot like any other: one tenant's
@@ -415,6 +417,9 @@ class JobTypes(MethodView):
                 "max_runtime": t.runtime_limit(default),
                 "max_attempts": t.max_attempts,
                 "tabular": t.tabular,
+                "queue": t.queue or DEFAULT_QUEUE_NAME,
+                "priority": t.priority,
+                "priorities": list(t.priorities),
             }
             for t in registry.available_types(jobgate().settings)
         ]

@@ -39,30 +39,41 @@ class OperatorFigures:
     queue_wait: dict[Any, Any]
     http_requests: dict[Any, Any]
     http_duration: dict[Any, Any]
-    oldest_age: float
+    oldest_age: dict[str, float]  # by queue
     queued: int
     running: int
 
 
-def read_figures(client: redis.Redis, queue: str) -> OperatorFigures:
+def read_figures(client: redis.Redis, indexes: dict[str, list[str]]) -> OperatorFigures:
     """RUNNING is derived, not counted twice: every live job is in the due set
-    (its lease or its clocks), every INITIALIZED one also in the queue index."""
-    index = keyspace.queue_index(queue)
+    (its lease or its clocks), every INITIALIZED one also in a queue index.
+    ``indexes``: each queue's indexes (one per priority)."""
     pipe = client.pipeline(transaction=True)
     pipe.hgetall(keyspace.JOB_DURATION)
     pipe.hgetall(keyspace.JOB_QUEUE_WAIT)
     pipe.hgetall(keyspace.HTTP_REQUESTS)
     pipe.hgetall(keyspace.HTTP_DURATION)
-    pipe.zrange(index, 0, 0, withscores=True)
-    pipe.zcard(index)
     pipe.zcard(keyspace.DUE)
     pipe.time()
-    duration, wait, requests, http_duration, head, queued, live, (secs, micros) = pipe.execute()
+    for names in indexes.values():
+        for index in names:
+            pipe.zrange(index, 0, 0, withscores=True)
+            pipe.zcard(index)
+    duration, wait, requests, http_duration, live, (secs, micros), *heads = pipe.execute()
     now_ms = int(secs) * 1000 + int(micros) // 1000
-    # An index score is the enqueue time in ms times 1000 plus a sequence.
-    oldest = max(0.0, (now_ms - float(head[0][1]) // 1000) / 1000) if head else 0.0
+    oldest: dict[str, float] = {}
+    queued = 0
+    replies = iter(heads)
+    for queue, names in indexes.items():
+        # An index score is the enqueue time in ms times 1000 plus a sequence.
+        scores = []
+        for _ in names:
+            head, count = next(replies), next(replies)
+            scores += [float(score) for _, score in head]
+            queued += int(count)
+        oldest[queue] = max(0.0, (now_ms - min(scores) // 1000) / 1000) if scores else 0.0
     return OperatorFigures(
-        duration, wait, requests, http_duration, oldest, int(queued), max(0, live - queued)
+        duration, wait, requests, http_duration, oldest, queued, max(0, live - queued)
     )
 
 
@@ -75,7 +86,7 @@ def _histogram(
     return family
 
 
-def operator_metrics(figures: OperatorFigures, queue: str) -> Iterator[Metric]:
+def operator_metrics(figures: OperatorFigures) -> Iterator[Metric]:
     """The metrics an SRE alerts on (README, "Metrics and alerts")."""
     yield _histogram(
         "jobgate_job_duration_seconds",
@@ -96,7 +107,8 @@ def operator_metrics(figures: OperatorFigures, queue: str) -> Iterator[Metric]:
         "Age of the longest-waiting queued job (0 when none waits).",
         labels=["queue"],
     )
-    oldest.add_metric([queue], figures.oldest_age)
+    for queue, age in figures.oldest_age.items():
+        oldest.add_metric([queue], age)
     yield oldest
     active = GaugeMetricFamily(
         "jobgate_jobs_active", "Jobs not finished yet, by status.", labels=["status"]
@@ -171,16 +183,19 @@ class JobgateCollector(Collector):
             if field.startswith("resent:"):
                 resent.add_metric([field.split(":", 1)[1]], value)
         yield resent
-        queue = self.store.settings.queue
         queued = GaugeMetricFamily(
             "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]
         )
-        queued.add_metric([queue], snapshot["queued"])
+        for queue, count in snapshot["queued"].items():
+            queued.add_metric([queue], count)
         yield queued
         messages = GaugeMetricFamily(
-            "jobgate_broker_messages", "Messages in the Celery queue.", labels=["queue"]
+            "jobgate_broker_messages",
+            "Messages in the Celery queue (a Redis broker's only).",
+            labels=["queue"],
         )
-        messages.add_metric([queue], snapshot["messages"])
+        for queue, count in snapshot["messages"].items():
+            messages.add_metric([queue], count)
         yield messages
         workers = GaugeMetricFamily(
             "jobgate_workers_alive",
@@ -191,10 +206,14 @@ class JobgateCollector(Collector):
         if self.http is not None:
             self.http.flush()  # this process's own requests, up to this one
         try:
-            figures = read_figures(self.store.redis, queue)
+            indexes = {
+                queue: [keyspace.queue_index(queue), *self.store.queue_indexes(queue)]
+                for queue in self.store.queues()
+            }
+            figures = read_figures(self.store.redis, indexes)
         except redis.RedisError:
             return
-        yield from operator_metrics(figures, queue)
+        yield from operator_metrics(figures)
 
 
 def metrics_registry(store: JobStore, http: HttpMetrics | None = None) -> CollectorRegistry:

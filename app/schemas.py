@@ -116,9 +116,20 @@ def submit_schemas(settings: Settings, job_types: list[JobType]) -> dict[str, ty
             params = fields.Nested(job_type.params, required=True)
         else:
             params = fields.Nested(job_type.params, load_default=dict)
+        low, high = job_type.priorities
         attrs = {
             "type": fields.String(required=True, validate=validate.OneOf([job_type.name])),
             "params": params,
+            "priority": fields.Integer(
+                strict=True,
+                load_default=job_type.priority,
+                validate=validate.Range(low, high),
+                metadata={
+                    "description": f"{low}-{high} for this type, 9 the most urgent "
+                    f"(default {job_type.priority}): a waiting job of a higher priority "
+                    "in the same queue starts first."
+                },
+            ),
         }
         schemas[job_type.name] = type(f"Submit_{job_type.name}", (base,), attrs)
     return schemas
@@ -270,6 +281,18 @@ class JobTypeSchema(Schema):
     max_runtime = fields.Integer(required=True)
     max_attempts = fields.Integer(required=True)
     tabular = fields.Boolean(required=True)
+    queue = fields.String(
+        required=True,
+        metadata={"description": "Its queue, as `jobgate worker --queues` names it."},
+    )
+    priority = fields.Integer(
+        required=True, metadata={"description": "Its jobs' default priority."}
+    )
+    priorities = fields.List(
+        fields.Integer(),
+        required=True,
+        metadata={"description": "[low, high]: the priorities a submit may ask for."},
+    )
 
 
 class JobTypeListSchema(Schema):

@@ -20,6 +20,7 @@ from app.documents import links, public_error
 from workers.config import Settings
 from workers.errors import IdConflict, JobExpired, TooManyJobs, ValidationFailed
 from workers.keys import JobKeys, valid_id
+from workers.queues import job_queue
 from workers.registry import JobType
 from workers.states import TERMINAL
 from workers.store import Created, CreateOutcome, JobRecord, JobStore
@@ -77,6 +78,7 @@ def create_job(
     retention: int,
     watch: bool,
     request_id: str = "",
+    priority: int | None = None,
 ) -> Created:
     """Create the job; a new one or an idempotent replay comes back, any other
     outcome is the caller's error (IdConflict, TooManyJobs)."""
@@ -91,6 +93,8 @@ def create_job(
         max_attempts=job_type.max_attempts,
         watch=watch,
         request_id=request_id,
+        queue=job_queue(settings, job_type.queue),
+        priority=job_type.priority if priority is None else priority,
     )
     if created.outcome is CreateOutcome.CONFLICT:
         raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

@@ -48,10 +48,10 @@ from jobgate.redis_server import RedisServer
 from tests.integration.conftest import make_test_settings
 from tests.support.harness import Process, children, start_beat, start_jobgate_worker, wait_until
 from tests.support.load import Submitter, all_ended, unfinished, verdict
-from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import BackendUnavailable
 from workers.keys import PREFIX, JobKeys
+from workers.queues import control_queue
 from workers.store import JobStore
 
 FAULTS = (

@@ -23,10 +23,10 @@ from typing import NoReturn
 from jobgate.redis_server import RedisServer, RedisServerError, answers
 from jobgate.server import LIMIT_REQUEST_LINE
 from jobgate.supervisor import Supervisor, read_procfile
-from workers import logs
-from workers.celery_app import control_queue
-from workers.config import Settings
+from workers import logs, registry
+from workers.config import Settings, parse_list
 from workers.errors import ConfigError
+from workers.queues import control_queue, job_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_CLASS = "jobgate.server.JobgateWorker"
@@ -89,13 +89,22 @@ def cmd_web(_: argparse.Namespace) -> NoReturn:
     )  # fmt: skip
 
 
+def worker_queues(settings: Settings, chosen: str, *, sweep_only: bool = False) -> list[str]:
+    """The broker queues a worker consumes: those ``chosen`` (names as the job
+    types declare them, ``default`` for JOBGATE_QUEUE; '' = every declared
+    queue), and the sweep's."""
+    if sweep_only:
+        return [control_queue(settings)]
+    registry.load_job_modules(settings.job_modules)
+    names = parse_list(chosen) if chosen else tuple(registry.queues())
+    return [*dict.fromkeys(job_queue(settings, name) for name in names), control_queue(settings)]
+
+
 def cmd_worker(args: argparse.Namespace) -> NoReturn:
     settings = _settings()
     # Jobs, and the sweep that jobgate beat schedules; --sweep-only: just the
     # sweep, in one process, so it never waits for a free job process.
-    queues = (
-        [control_queue(settings)] if args.sweep_only else [settings.queue, control_queue(settings)]
-    )
+    queues = worker_queues(settings, args.queues, sweep_only=args.sweep_only)
     concurrency = 1 if args.sweep_only else settings.worker_concurrency
     _exec(
         [
@@ -253,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-only",
         action="store_true",
         help="consume only the sweep's queue (for when every job process may be busy for long)",
+    )
+    worker.add_argument(
+        "--queues",
+        default="",
+        help="comma-separated queues to consume, as job types name them ('default': "
+        "JOBGATE_QUEUE itself); when not given, every queue a registered type declares",
     )
     worker.add_argument(
         "--name",

@@ -10,11 +10,16 @@ Redis list per queue and priority step, and a delivered, unacknowledged one
 in the ``unacked`` hash (its delivery time in ``unacked_index``), headers in
 clear (only the body is base64, which is why ``n`` is not in the task's args).
 
-Priorities: on kombu's Redis transport the *lowest* number is served first
-(BRPOP is given the priority lists in ascending order). A new job's message
-goes out at ``JOB_PRIORITY``; a message sent again for a job that had already
-started (requeued after a lost worker or a hand-back) or whose message was
-lost, at ``RESEND_PRIORITY``: it runs before the jobs submitted after it.
+Priorities: a job's priority is 0-9, 9 the most urgent (AMQP's sense, which
+RabbitMQ follows with a queue's ``x-max-priority``). kombu's Redis transport
+serves the *lowest* number first (BRPOP is given the priority lists in
+ascending order), so there a job of priority ``p`` goes out at ``9 - p``
+(``message_priority``): one list per priority, ``PRIORITY_STEPS``. Every
+message of a job, the first and any resend (after a lost worker, a hand-back,
+a lost message), has the job's priority: a resend never overtakes a more
+urgent job, and waits behind the messages of its own priority sent before it.
+kombu clamps a Redis message's priority to 0-9: there is no room for a
+"resend" level between two job priorities.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any
 import redis
 from kombu.transport.redis import Channel
 
-RESEND_PRIORITY = 0
-JOB_PRIORITY = 9
-PRIORITY_STEPS = [RESEND_PRIORITY, JOB_PRIORITY]
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+# kombu's Redis transport: one list per priority (its default has four steps).
+PRIORITY_STEPS = list(range(MIN_PRIORITY, MAX_PRIORITY + 1))
 # The message header naming the message: ``<task id>:<n>`` (keys.message_id).
 MESSAGE_HEADER = "jobgate_message"
 UNACKED = Channel.unacked_key
@@ -105,7 +111,8 @@ HEADER_MARK = f'"{MESSAGE_HEADER}": "'
 
 
 def queue_lists(queue: str) -> list[str]:
-    """The Redis lists that hold a queue's waiting messages, one per priority step."""
+    """The Redis lists that hold a queue's waiting messages, one per priority
+    step, in the order kombu serves them (the most urgent job first)."""
     return [f"{queue}{Channel.sep}{step}" if step else queue for step in PRIORITY_STEPS]
 
 
@@ -113,12 +120,25 @@ def is_redis_url(url: str) -> bool:
     return url.split("://", 1)[0] in {"redis", "rediss", "redis+socket", "unix"}
 
 
+def is_amqp_url(url: str) -> bool:
+    return url.split("://", 1)[0] in {"amqp", "amqps", "pyamqp"}
+
+
+def message_priority(job_priority: int, broker_url: str) -> int:
+    """The priority a job's messages carry on this broker: the job's own on
+    RabbitMQ (higher first), reversed on kombu's Redis transport (lower first)."""
+    if is_redis_url(broker_url):
+        return MAX_PRIORITY - job_priority
+    return job_priority
+
+
 class Broker:
     """Read-only looks at the broker's keys, for the sweep and /metrics."""
 
-    def __init__(self, client: redis.Redis, queue: str) -> None:
+    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
         self.client = client
-        self.lists = queue_lists(queue)
+        self.queues = queues
+        self.lists = [name for queue in queues for name in queue_lists(queue)]
         self._find = client.register_script(FIND_MESSAGES_LUA)
 
     def find(self, message_ids: list[str]) -> dict[str, str]:
@@ -142,9 +162,11 @@ class Broker:
                 where[message_id] = ""
         return where
 
-    def waiting(self) -> int:
-        """Messages waiting in the queue's lists, every priority."""
+    def waiting(self) -> dict[str, int]:
+        """Messages waiting in each queue's lists, every priority."""
         pipe = self.client.pipeline(transaction=False)
-        for name in self.lists:
-            pipe.llen(name)
-        return sum(int(n) for n in pipe.execute())
+        for queue in self.queues:
+            for name in queue_lists(queue):
+                pipe.llen(name)
+        counts = iter(int(n) for n in pipe.execute())
+        return {queue: sum(next(counts) for _ in PRIORITY_STEPS) for queue in self.queues}

@@ -9,16 +9,24 @@ signals, the per-process store) in ``workers.process``, the periodic sweep in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from workers import broker_patch, process, registry, runtime, task_states
-from workers.broker import JOB_PRIORITY, MESSAGE_HEADER, PRIORITY_STEPS, RESEND_PRIORITY
+from workers.broker import (
+    MAX_PRIORITY,
+    MESSAGE_HEADER,
+    PRIORITY_STEPS,
+    is_amqp_url,
+    message_priority,
+)
 from workers.config import Settings
 from workers.job_metrics import JobEnd
 from workers.keys import JobKeys
 from workers.process import worker_store
+from workers.queues import control_queue, job_queue
 from workers.sweep import sweep
 
 TASK_NAME = "jobgate.run"
@@ -26,6 +34,12 @@ SWEEP_TASK_NAME = "jobgate.sweep"
 # Slack added to a job's own limit before Celery's hard limit kills the process:
 # Jobgate's watchdog acts first, Celery's limit is the backstop.
 HARD_LIMIT_SLACK = 30
+# RabbitMQ's default consumer_timeout (ms): it closes the channel of a consumer
+# that holds an unacked delivery longer, and with acks late a job's message is
+# held for the job's whole run (README, "Scaling out").
+RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S = 1800
+
+log = logging.getLogger(__name__)
 
 
 def longest_hard_limit(settings: Settings) -> int:
@@ -40,26 +54,50 @@ def hard_limit(settings: Settings, type_name: str) -> int:
     return runtime + int(settings.cancel_grace) + HARD_LIMIT_SLACK
 
 
-def control_queue(settings: Settings) -> str:
-    """The queue of the sweep: apart from jobs, so it never waits behind them in a list."""
-    return f"{settings.queue}.control"
+def type_queue(settings: Settings, type_name: str) -> str:
+    """The broker queue of a job type's messages."""
+    job_type = registry.get(type_name)
+    return job_queue(settings, job_type.queue if job_type else "")
 
 
-def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq: int = 1) -> None:
+def send_job(
+    app: Celery,
+    settings: Settings,
+    keys: JobKeys,
+    type_name: str,
+    seq: int = 1,
+    *,
+    queue: str = "",
+    priority: int = registry.DEFAULT_PRIORITY,
+) -> None:
     """Put the job's message number ``seq`` on the broker: the job's identity,
     nothing else, under the job's task id (``<tenant>:<id>``, the same for
     every message of the job), its number in a header (``<tenant>:<id>:<seq>``,
-    ``seq`` the record's ``msgs``) by which the sweep finds it. The first message of a
-    job waits its turn; a later one (the job was requeued, or its message
-    lost) is served before every first message (workers/broker.py)."""
+    ``seq`` the record's ``msgs``) by which the sweep finds it. Every message
+    of a job goes to its queue (default: its type's) with the job's priority,
+    the first and any resend alike (workers/broker.py)."""
     app.send_task(
         TASK_NAME,
         args=[keys.task_arg()],
         task_id=keys.task_arg(),
         headers={MESSAGE_HEADER: keys.message_id(seq)},
-        queue=settings.queue,
-        priority=JOB_PRIORITY if seq == 1 else RESEND_PRIORITY,
+        queue=queue or type_queue(settings, type_name),
+        priority=message_priority(priority, settings.broker_url),
         time_limit=hard_limit(settings, type_name),
+    )
+
+
+def warn_about_consumer_timeout(settings: Settings) -> str | None:
+    """On RabbitMQ, the warning a worker logs at start when a job may run
+    longer than RabbitMQ's default consumer_timeout (None: nothing to say)."""
+    longest = longest_hard_limit(settings)
+    if not is_amqp_url(settings.broker_url) or longest <= RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S:
+        return None
+    return (
+        f"a job may hold its RabbitMQ message for up to {longest} s, longer than RabbitMQ's "
+        f"default consumer_timeout ({RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_S} s): unless the "
+        f"server's is set above {longest * 1000} ms, RabbitMQ closes the channel of a worker "
+        "running a long job (no job is lost or run twice: see README, 'Scaling out')"
     )
 
 
@@ -67,22 +105,31 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # A message must never be redelivered while its job may still run, so the
     # broker's visibility timeout outlasts the longest hard time limit.
     visibility = longest_hard_limit(settings) + 600
-    transport = {
+    transport: dict[str, Any] = {
         "visibility_timeout": visibility,
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 10,  # find dead connections before using them
-        # Two priority lists per queue: resent messages before first ones
-        # (workers/broker.py); kombu's default has four.
+        # One list per priority (workers/broker.py); kombu's default has four.
         "priority_steps": PRIORITY_STEPS,
     }
+    broker_transport = transport
+    if is_amqp_url(settings.broker_url):
+        # RabbitMQ: an unacked message goes back to its queue as soon as the
+        # connection that held it closes; no visibility timeout to tune.
+        broker_transport = {"confirm_publish": True}
     return {
         "broker_url": settings.broker_url,
         # Celery's hard limit for every task (the API sets each job's own when it
         # sends it); Jobgate's watchdog acts first, this is the backstop.
         "task_time_limit": longest_hard_limit(settings),
-        "broker_transport_options": transport,
+        "broker_transport_options": broker_transport,
         "result_backend_transport_options": transport,
+        # RabbitMQ: every queue Celery declares is a classic queue with 10
+        # priorities (x-max-priority; quorum queues of RabbitMQ 3.10 have none).
+        # Ignored by the Redis transport, whose priorities are lists.
+        "task_queue_max_priority": MAX_PRIORITY,
+        "task_create_missing_queue_type": "classic",
         # Jobgate's own keys are the record; Celery's results would only grow Redis.
         "task_ignore_result": True,
         "result_backend": None,
@@ -145,6 +192,12 @@ def make_celery(settings: Settings) -> Celery:
     # (API keys, the Flower password, the Redis URL) stay in process.state.
     app.conf.update(celery_config(settings))
 
+    @signals.worker_ready.connect(weak=False)
+    def _check_consumer_timeout(**_: Any) -> None:
+        warning = warn_about_consumer_timeout(settings)
+        if warning:
+            log.warning("%s", warning)
+
     # A job that ended FAILED raises its code's JobFailed (workers.task_states):
     # expected (``throws``: logged at INFO, no traceback), acked as a success.
     @app.task(
@@ -166,8 +219,8 @@ def make_celery(settings: Settings) -> Celery:
         # ran, before): the task shows how the job ended, or nothing new.
         return task_states.task_result(runtime.job_end(store, keys))
 
-    def resend(keys: JobKeys, type_name: str, seq: int) -> None:
-        send_job(app, settings, keys, type_name, seq)
+    def resend(keys: JobKeys, type_name: str, seq: int, queue: str, priority: int) -> None:
+        send_job(app, settings, keys, type_name, seq, queue=queue, priority=priority)
 
     def report_lost_executions(ended: list[tuple[JobKeys, JobEnd]]) -> None:
         # The sweep ended these jobs (a lost worker's lease, a lapsed poll):

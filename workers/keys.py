@@ -22,9 +22,16 @@ def queue_workers(queue: str) -> str:
 SEQUENCE = PREFIX + "seq"
 
 
-def queue_index(queue: str) -> str:
-    """Sorted set of a queue's waiting jobs (``tenant:id``), in enqueue order."""
-    return f"{PREFIX}queue:{queue}"
+QUEUE_INDEX_PREFIX = PREFIX + "queue:"
+
+
+def queue_index(queue: str, priority: int | None = None) -> str:
+    """Sorted set of the waiting jobs (``tenant:id``) of one queue and one
+    priority, in enqueue order. Without a priority: the index of jobs made
+    before queues had priorities (their record has no ``queue``)."""
+    if priority is None:
+        return f"{QUEUE_INDEX_PREFIX}{queue}"
+    return f"{QUEUE_INDEX_PREFIX}{queue}:{priority}"
 
 
 def tenant_index(tenant: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,15 @@ from workers.errors import ConfigError
 
 BUILTIN_MODULES = ("workers.jobs.demo", "workers.jobs.files", "workers.jobs.sql")
 DEFAULT_MAX_ATTEMPTS = 3
+# A job's priority: 0-9, 9 the most urgent (workers/broker.py); a type's
+# default, and the bounds a submit may choose within.
+LOWEST_PRIORITY = 0
+HIGHEST_PRIORITY = 9
+DEFAULT_PRIORITY = 4
+# A type's own queue: a name appended to JOBGATE_QUEUE (``<JOBGATE_QUEUE>.<name>``).
+# ``control`` is the sweep's (workers.celery_app.control_queue).
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RESERVED_QUEUES = frozenset({"control"})
 
 JobFunc = Callable[..., Any]
 F = TypeVar("F", bound=JobFunc)
@@ -63,6 +73,12 @@ class JobType:
         if bound is None:
             bound = _BOUND[key] = dataclasses.replace(self, params=params, params_for=None)
         return bound
+
+    # Its own queue's name ('' = JOBGATE_QUEUE itself), its default priority
+    # and the (low, high) a submit may choose within.
+    queue: str = ""
+    priority: int = DEFAULT_PRIORITY
+    priorities: tuple[int, int] = (LOWEST_PRIORITY, HIGHEST_PRIORITY)
 
     def runtime_limit(self, default: int) -> int:
         """Seconds this type may run: its own limit, else ``JOBGATE_MAX_RUNTIME``."""
@@ -118,6 +134,9 @@ def job(
     columns: tuple[str, ...] | None = None,
     available: Callable[[Settings], bool] | None = None,
     params_for: Callable[[Settings], type[Schema]] | None = None,
+    queue: str = "",
+    priority: int = DEFAULT_PRIORITY,
+    priorities: tuple[int, int] = (LOWEST_PRIORITY, HIGHEST_PRIORITY),
 ) -> Callable[[F], F]:
     """Register ``func(ctx, **params)`` as the job type ``name``.
 
@@ -125,7 +144,12 @@ def job(
     ``ctx.publish`` (rows as lists), so partial results render as a table.
     ``available``: whether the settings offer the type (files.search needs
     JOBGATE_FILES_ROOT); ``params_for``: its params schema for the settings.
+    ``queue``: the type's own queue (``<JOBGATE_QUEUE>.<queue>``; '' = the
+    default queue), which ``jobgate worker --queues`` can choose.
+    ``priority``: its jobs' default priority (0-9, 9 first); ``priorities``:
+    the bounds a submit's ``priority`` must be within.
     """
+    _check_queue_and_priority(name, queue, priority, priorities)
 
     def register(func: F) -> F:
         existing = _REGISTRY.get(name)
@@ -142,10 +166,35 @@ def job(
             columns=columns,
             available=available,
             params_for=params_for,
+            queue=queue,
+            priority=priority,
+            priorities=priorities,
         )
         return func
 
     return register
+
+
+def _check_queue_and_priority(
+    name: str, queue: str, priority: int, priorities: tuple[int, int]
+) -> None:
+    if queue and (not QUEUE_NAME.fullmatch(queue) or queue in RESERVED_QUEUES):
+        raise ValueError(
+            f"job type {name!r}: bad queue name {queue!r} ([A-Za-z0-9_-], not control)"
+        )
+    low, high = priorities
+    if not LOWEST_PRIORITY <= low <= high <= HIGHEST_PRIORITY:
+        raise ValueError(
+            f"job type {name!r}: priorities {priorities} not within "
+            f"{LOWEST_PRIORITY}..{HIGHEST_PRIORITY}, low first"
+        )
+    if not low <= priority <= high:
+        raise ValueError(f"job type {name!r}: priority {priority} outside {priorities}")
+
+
+def queues() -> list[str]:
+    """The queue names the registered types declare ('' = the default queue), sorted."""
+    return sorted({t.queue for t in _REGISTRY.values()} | {""})
 
 
 def get(name: str) -> JobType | None:

@@ -22,8 +22,9 @@ from workers.store import JobStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Sends message number ``seq`` of the job ``keys``, of this type name, to the broker.
-Resend = Callable[[JobKeys, str, int], None]
+# Sends message number ``seq`` of the job ``keys``, of this type name, to the
+# broker: on this queue ('' = its type's), with this priority.
+Resend = Callable[[JobKeys, str, int, str, int], None]
 # Told the started jobs this sweep ended FAILED (a lost worker's lease, a
 # lapsed poll): no worker will report their end.
 ReportEnded = Callable[[list[tuple[JobKeys, JobEnd]]], None]
@@ -50,10 +51,10 @@ def sweep(
     if lost:
         log.warning("sweep: %d queued job(s) whose message was lost sent again or failed", lost)
     resent = 0
-    for keys, type_name, seq in store.claim_requeued():
+    for keys, type_name, seq, queue, priority in store.claim_requeued():
         if type_name:
             try:
-                resend(keys, type_name, seq)
+                resend(keys, type_name, seq, queue, priority)
             except Exception:
                 store.unclaim(keys)  # the next sweep tries again
                 raise

@@ -248,3 +248,16 @@ def test_the_progress_bar_in_a_terminal_shows_a_percent_rising_to_100(
     assert seen == sorted(seen) and seen[-1] == 100
     assert len(set(seen)) >= 3, seen
     assert re.search(r"DONE\s.*━.*100%\s+\d:\d\d:\d\d", final), final
+
+
+def test_jg_submit_priority_reaches_the_api_and_its_bounds_are_the_types(
+    server: LiveServer,
+) -> None:
+    ok = jg("submit", "test.report", "seconds=0", "--priority", "5", "--json", url=server.url)
+    refused = jg("submit", "test.report", "seconds=0", "--priority", "6", url=server.url)
+
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] in ("INITIALIZED", "RUNNING", "DONE")
+    # The same submit with 6, over test.report's bounds (1-5): refused.
+    assert refused.returncode != 0
+    assert "VALIDATION_ERROR" in refused.stderr

@@ -175,3 +175,17 @@ def test_both_tabular_shapes_become_a_table() -> None:
     assert as_table({"columns": ["a"], "rows": [[1]]}) == (["a"], [[1]])
     assert as_table([{"a": 1}, {"b": 2}]) == (["a", "b"], [[1, None], [None, 2]])
     assert as_table({"hits": 3}) is None
+
+
+def test_a_submit_sends_only_the_options_given_priority_included() -> None:
+    plain = core.submit_request("demo.count", {"n": 1}, "id-1", None, None, None)
+    urgent = core.submit_request("demo.count", {"n": 1}, "id-2", 0, None, None, priority=9)
+
+    assert plain.body == {"type": "demo.count", "params": {"n": 1}, "id": "id-1"}
+    assert urgent.body == {
+        "type": "demo.count",
+        "params": {"n": 1},
+        "id": "id-2",
+        "wait": 0,
+        "priority": 9,
+    }

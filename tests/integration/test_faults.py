@@ -112,7 +112,11 @@ def workers(
 
 
 def submit(
-    client: FlaskClient, job_type: str = "demo.count", retention: int = 1, **params: Any
+    client: FlaskClient,
+    job_type: str = "demo.count",
+    retention: int = 1,
+    priority: int | None = None,
+    **params: Any,
 ) -> JobKeys:
     body = {
         "type": job_type,
@@ -121,6 +125,8 @@ def submit(
         "poll_timeout": 0,
         "retention": retention,
     }
+    if priority is not None:
+        body["priority"] = priority
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.get_json()
     return JobKeys(TENANT, response.get_json()["id"])
@@ -505,7 +511,9 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
     assert resent == sum(messages) - len(jobs)  # each resend counted, none sent twice
     broker = fstore.broker
     assert broker is not None
-    wait_until(lambda: broker.waiting() == 0, 30, "no stale message left in the queue")
+    wait_until(
+        lambda: sum(broker.waiting().values()) == 0, 30, "no stale message left in the queue"
+    )
     # No cascade: the first message of every job sent again without being
     # requeued had left the queue when the sweep judged it lost. Either the
     # killed worker still holds it (kombu's unacked hash), or it is gone: a
@@ -532,14 +540,16 @@ def test_a_backlog_through_pool_and_worker_kills_sends_each_job_few_messages(
     )
 
 
-def test_a_requeued_job_runs_before_the_backlog_submitted_after_it(
+def test_a_requeued_job_runs_before_a_lower_priority_backlog_submitted_after_it(
     workers: Workers, fclient: FlaskClient, fstore: JobStore
 ) -> None:
     workers.start("first-sweeper", sweep_only=True, worker_concurrency=1)
     first = workers.start("first", worker_concurrency=1)
-    early = submit(fclient, retention=60, n=60, delay=0.05)
+    # A resend keeps its job's priority (workers/broker.py): one above the
+    # backlog's is what puts it first.
+    early = submit(fclient, retention=60, priority=5, n=60, delay=0.05)
     wait_running(fstore, early, progress=5)
-    later = [submit(fclient, retention=60, n=10, delay=0.1) for _ in range(8)]
+    later = [submit(fclient, retention=60, priority=4, n=10, delay=0.1) for _ in range(8)]
 
     # The whole worker dies: the job's first message stays in kombu's unacked
     # hash, so only the sweep's resend (after the lease lapses) brings it back.

@@ -103,8 +103,12 @@ def test_a_failed_job_is_a_failure_task_named_after_its_error_code(
     assert info["exception"] == "JOB_ERROR('failed at step 1')"
     assert status_of_celery_state(info["state"]) == Status.FAILED
     # Raised to show FAILURE, yet acked as before: nothing waits or is held.
-    broker = Broker(redis.Redis.from_url(events_settings.redis_url), events_settings.queue)
-    wait_until(lambda: broker.waiting() == 0 and broker.client.hlen(UNACKED) == 0, 30, "the ack")
+    broker = Broker(redis.Redis.from_url(events_settings.redis_url), [events_settings.queue])
+    wait_until(
+        lambda: sum(broker.waiting().values()) == 0 and broker.client.hlen(UNACKED) == 0,
+        30,
+        "the ack",
+    )
 
 
 def test_flowers_search_finds_a_job_by_its_bare_id(

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
+from jobgate.cli import worker_queues
 from jobgate.redis_server import free_port
-from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -73,14 +73,25 @@ class Process:
 
 
 def start_worker(
-    settings: Settings, store: JobStore, log_dir: Path, name: str, *, sweep_only: bool = False
+    settings: Settings,
+    store: JobStore,
+    log_dir: Path,
+    name: str,
+    *,
+    sweep_only: bool = False,
+    queues: str = "",
+    argv_prefix: tuple[str, ...] = (),
 ) -> Process:
-    queues = [control_queue(settings)] if sweep_only else [settings.queue, control_queue(settings)]
+    """``celery worker`` on the chosen ``queues`` (``jobgate worker --queues``'s
+    notation; '' = every declared one), its argv after ``argv_prefix`` (say,
+    ``ip netns exec <ns>``)."""
+    chosen = worker_queues(settings, queues, sweep_only=sweep_only)
     argv = [
+        *argv_prefix,
         str(BIN / "celery"), "--app", "workers.worker", "worker",
         "--pool", "prefork",
         "--concurrency", str(settings.worker_concurrency),
-        "--queues", ",".join(queues),
+        "--queues", ",".join(chosen),
         "--hostname", f"{name}@%h",
         "--loglevel", "INFO",
         "--without-gossip", "--without-mingle",

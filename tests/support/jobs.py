@@ -87,3 +87,16 @@ def publish(ctx: JobContext, rows: int, width: int) -> RowsResult:
         ctx.publish([[i, "x" * width]])
         ctx.progress(i * 100 // max(1, rows))
     return ctx.rows_result()
+
+
+@job(
+    "test.report",
+    params=SecondsParams,
+    queue="reports",
+    priority=2,
+    priorities=(1, 5),
+    description="Sleeps; on the queue 'reports', priority 1-5 (default 2).",
+)
+def report(ctx: JobContext, seconds: float) -> str:
+    time.sleep(seconds)
+    return "reported"

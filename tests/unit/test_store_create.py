@@ -16,6 +16,7 @@ from tests.unit.helpers import (
 )
 from workers import keys as keyspace
 from workers.keys import JobKeys
+from workers.registry import DEFAULT_PRIORITY
 from workers.store import CreateOutcome, JobStore
 
 
@@ -69,7 +70,7 @@ def test_created_job_leaves_no_key_without_ttl(store: JobStore, client: Any, key
 
     ttls = jobgate_ttls(client)
     indexes = {
-        keyspace.queue_index(store.settings.queue),
+        keyspace.queue_index(store.settings.queue, DEFAULT_PRIORITY),
         keyspace.tenant_index(keys.tenant),
         keyspace.tenant_active(keys.tenant),
         keyspace.SEQUENCE,

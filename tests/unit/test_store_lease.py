@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import tests.support.jobs  # noqa: F401 - the type test.report and its queue "reports"
 from tests.unit.helpers import MAX_RUNTIME, POLL_TIMEOUT, RETENTION, MakeJob, assert_ttl_close
 from workers import broker
 from workers import keys as keyspace
@@ -19,6 +20,8 @@ from workers.broker import UNACKED, UNACKED_INDEX, queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.limits import LOST_CONFIRM_MS, LOST_MESSAGE_GRACE_MS, MAX_LOST_RESENDS
+from workers.queues import job_queue
+from workers.registry import DEFAULT_PRIORITY
 from workers.states import ErrorCode, Status
 from workers.store import CreateOutcome, JobStore, Started
 
@@ -105,8 +108,11 @@ def test_a_lost_lease_requeues_the_job(store: JobStore, client: Any, keys: JobKe
     assert record.attempt == 1
     assert record.runs[0].outcome == "lost"
     assert record.runs[0].ended_ms is not None
-    assert client.zscore(keyspace.queue_index(store.settings.queue), keys.task_arg()) is not None
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert (
+        client.zscore(keyspace.queue_index(store.settings.queue, DEFAULT_PRIORITY), keys.task_arg())
+        is not None
+    )
+    assert [r.keys for r in store.requeued()] == [keys]
     assert not client.exists(keys.lease)
 
 
@@ -213,7 +219,7 @@ def test_hand_back_requeues_without_waiting_for_the_lease(
     record = store.read(keys, poll=False)
     assert record.status is Status.INITIALIZED
     assert record.runs[0].outcome == "handed_back"
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert [r.keys for r in store.requeued()] == [keys]
     assert store.report(keys, 50, token=taken.token) == "INITIALIZED"
 
 
@@ -222,7 +228,9 @@ def test_requeued_lists_the_type_and_resent_removes(store: JobStore, keys: JobKe
     taken = started(store, keys)
     store.hand_back(keys, taken.token)
 
-    assert store.requeued() == [(keys, "demo.count", 2)]  # its second message
+    assert store.requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]  # its second message
     store.mark_resent(keys, 2)
     assert store.requeued() == []
 
@@ -258,7 +266,7 @@ def test_sweep_requeues_a_job_whose_lease_lapsed(
     store.sweep_due()
 
     assert client.hget(keys.record, "status") == "INITIALIZED"
-    assert [k for k, _, _ in store.requeued()] == [keys]
+    assert [r.keys for r in store.requeued()] == [keys]
 
 
 def test_sweep_reschedules_a_healthy_job_to_its_next_clock(
@@ -370,7 +378,7 @@ def test_a_message_found_nowhere_twice_is_lost_and_sent_again_first(
     client.lpush(queue_lists(store.settings.queue)[-1], kombu_message(keys.message_id(1)))
 
     assert look_twice(store, client, keys) == 1
-    assert store.requeued() == [(keys, "demo.count", 3)]
+    assert store.requeued() == [(keys, "demo.count", 3, store.settings.queue, DEFAULT_PRIORITY)]
 
 
 def test_a_suspect_message_found_again_is_not_lost(
@@ -489,10 +497,14 @@ def test_a_requeued_job_is_claimed_by_one_sweep_only(store: JobStore, keys: JobK
     taken = started(store, keys)
     store.hand_back(keys, taken.token)
 
-    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]
     assert store.claim_requeued() == []  # a second sweep at the same time
     store.unclaim(keys)  # the send failed
-    assert store.claim_requeued() == [(keys, "demo.count", 2)]
+    assert store.claim_requeued() == [
+        (keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)
+    ]
 
 
 def test_resending_a_gone_job_writes_nothing(store: JobStore, client: Any, keys: JobKeys) -> None:
@@ -569,3 +581,53 @@ def test_a_queued_job_without_heartbeat_has_its_ttl_renewed_by_the_sweep(
     assert_ttl_close(client, keys.tombstone, live_ms + store.settings.tombstone_ttl * 1000)
     assert client.zscore(keyspace.DUE, keys.task_arg()) > now_ms + live_ms / 4
     assert store.read(keys, poll=False).status is Status.INITIALIZED
+
+
+# -- queues and priorities ----------------------------------------------------------
+
+
+def test_the_sweep_looks_for_lost_messages_in_every_queue_at_every_priority(
+    store: JobStore, client: Any
+) -> None:
+    """A job of the type queue 'reports' (tests.support.jobs), priority 1: its
+    message is found in that queue's list for its priority; another job's,
+    nowhere, is lost and sent again on its own queue at its own priority."""
+    reports = job_queue(store.settings, "reports")
+    found, lost = JobKeys("t1", "on-reports"), JobKeys("t1", "lost-on-reports")
+    for job in (found, lost):
+        created = store.create(
+            job, "test.report", "{}", poll_timeout=0, retention=RETENTION,
+            max_runtime=MAX_RUNTIME, queue=reports, priority=1,
+        )  # fmt: skip
+        assert created.outcome is CreateOutcome.CREATED
+        sent_seconds_ago(client, job, 30)
+    # kombu's Redis transport: priority 1 goes out at 9 - 1, the list of step 8.
+    client.lpush(queue_lists(reports)[9 - 1], kombu_message(found.message_id(1)))
+
+    assert store.find_lost_messages() == 0  # the first look only suspects
+    assert client.hget(found.record, "absent") is None
+    client.hset(lost.record, "absent", int(client.hget(lost.record, "absent")) - LOST_CONFIRM_MS)
+    assert store.find_lost_messages() == 1
+    assert store.requeued() == [(lost, "test.report", 2, reports, 1)]
+
+
+def test_queue_position_counts_every_more_urgent_job_first(store: JobStore) -> None:
+    def submit(job_id: str, priority: int) -> JobKeys:
+        job = JobKeys("t1", job_id)
+        store.create(
+            job, "demo.count", "{}", poll_timeout=0, retention=RETENTION,
+            max_runtime=MAX_RUNTIME, priority=priority,
+        )  # fmt: skip
+        return job
+
+    low_1, low_2 = submit("low-1", 0), submit("low-2", 0)
+    high = submit("high", 9)
+    middle = submit("middle", 5)
+
+    def position(job: JobKeys) -> int | None:
+        return store.read(job, poll=False).queue_position
+
+    assert [position(j) for j in (high, middle, low_1, low_2)] == [0, 1, 2, 3]
+    store.start(high, "w1")  # it leaves its index: the others move up
+    assert [position(j) for j in (middle, low_1, low_2)] == [0, 1, 2]
+    assert store.metrics_snapshot()["queued"][store.settings.queue] == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tests.unit.helpers import MakeJob
 from workers.keys import JobKeys
+from workers.registry import DEFAULT_PRIORITY
 from workers.store import JobStore
 from workers.sweep import sweep
 
@@ -16,10 +17,10 @@ class Sent:
     """Stands in for sending a Celery message: records what would be sent."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[JobKeys, str, int]] = []
+        self.messages: list[tuple[JobKeys, str, int, str, int]] = []
 
-    def __call__(self, keys: JobKeys, type_name: str, seq: int) -> None:
-        self.messages.append((keys, type_name, seq))
+    def __call__(self, keys: JobKeys, type_name: str, seq: int, queue: str, priority: int) -> None:
+        self.messages.append((keys, type_name, seq, queue, priority))
 
 
 def handed_back(store: JobStore, make_job: MakeJob) -> JobKeys:
@@ -37,7 +38,8 @@ def test_the_sweep_resends_a_requeued_job_with_its_type_as_its_next_message(
 
     counts = sweep(store, sent)
 
-    assert sent.messages == [(keys, "demo.count", 2)]
+    # On the job's queue, at the job's priority (the default: no priority given).
+    assert sent.messages == [(keys, "demo.count", 2, store.settings.queue, DEFAULT_PRIORITY)]
     assert counts["resent"] == 1
     assert store.requeued() == []
 

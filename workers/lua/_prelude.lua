@@ -9,6 +9,30 @@
 local MEMBER = string.match(K_RECORD, '{(.*)}$')
 local JOB_ID = string.match(MEMBER, '^[^:]*:(.*)$')
 
+-- The job's queue index (workers/keys.py queue_index): that of its queue and
+-- its priority, both in its record from its creation. Else KEYS' K_QUEUE: the
+-- create script's, or the index of a job made before queues had priorities.
+local QUEUE_NAME = redis.call('HGET', K_RECORD, 'queue')
+local function priority_index(priority)
+  return QUEUE_INDEX_PREFIX .. QUEUE_NAME .. ':' .. priority
+end
+if QUEUE_NAME then
+  K_QUEUE = priority_index(redis.call('HGET', K_RECORD, 'priority'))
+end
+
+-- How many jobs a worker of its queue takes before this waiting one: those
+-- ahead of it at its priority, and every one of a higher priority.
+local function queue_position()
+  local rank = redis.call('ZRANK', K_QUEUE, MEMBER)
+  if not rank or not QUEUE_NAME then
+    return rank or false
+  end
+  for p = tonumber(redis.call('HGET', K_RECORD, 'priority')) + 1, HIGHEST_PRIORITY do
+    rank = rank + redis.call('ZCARD', priority_index(p))
+  end
+  return rank
+end
+
 -- Redis's clock in ms (workers/store/values.py redis_ms reads TIME the same way).
 local function now_ms()
   local t = redis.call('TIME')

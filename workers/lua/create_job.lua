@@ -1,6 +1,7 @@
 -- ARGS: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
 --   max_attempts, watch (0|1: the caller will wait for the job: create its events stream),
---   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be '')
+--   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be ''),
+--   queue (its broker queue's name), priority (0-9; K_QUEUE is the index of both)
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGS[1], ARGS[2]
@@ -29,7 +30,8 @@ end
 redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', STATUS_INITIALIZED, 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGS[4], 'max_runtime', ARGS[5], 'attempt', 0,
-  'max_attempts', ARGS[7], 'msgs', 1)
+  'max_attempts', ARGS[7], 'msgs', 1, 'queue', ARGS[10], 'priority', ARGS[11])
+QUEUE_NAME = ARGS[10]
 if ARGS[9] and ARGS[9] ~= '' then
   redis.call('HSET', K_RECORD, 'rid', ARGS[9])
 end
@@ -58,4 +60,4 @@ if ARGS[8] == '1' then
 end
 -- What a read would answer, so that a submit needs no second round trip.
 return {CREATE_CREATED, redis.call('HGETALL', K_RECORD), false, last_id, tostring(now),
-  redis.call('ZRANK', K_QUEUE, MEMBER) or false}
+  queue_position()}

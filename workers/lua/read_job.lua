@@ -32,6 +32,6 @@ if watch and not is_terminal(status) then
 end
 local position = false
 if status == STATUS_INITIALIZED then
-  position = redis.call('ZRANK', K_QUEUE, MEMBER) or false
+  position = queue_position()
 end
 return {TAG_OK, redis.call('HGETALL', K_RECORD), result, last_id, tostring(now), position}

@@ -7,10 +7,12 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from workers import keys as keyspace
 from workers import registry
 from workers.broker import Broker
 from workers.config import Settings
 from workers.keys import JobKeys
+from workers.queues import PRIORITIES, job_queue
 from workers.store.scripts import SCRIPT_NAMES, CommonArgs, lua_source, script_keys
 from workers.store.values import new_id
 
@@ -34,7 +36,7 @@ class StoreCore:
         self._index_ttl = self.index_ttl
         # The broker's keys, where the sweep looks for messages (None: a broker
         # that is not Redis, where no message can be found by its id).
-        self.broker: Broker | None = Broker(broker_client or client, settings.queue)
+        self.broker: Broker | None = Broker(broker_client or client, self.queues())
         if settings.broker_url != settings.redis_url and broker_client is None:
             self.broker = None
 
@@ -45,8 +47,8 @@ class StoreCore:
         longest_clock = max(self.settings.poll_timeout_max, self.settings.max_runtime, *runtimes)
         return longest_clock + self.settings.retention_max
 
-    def _keys(self, keys: JobKeys) -> list[str]:
-        return script_keys(keys, self.settings.queue)
+    def _keys(self, keys: JobKeys, queue_key: str | None = None) -> list[str]:
+        return script_keys(keys, queue_key or keyspace.queue_index(self.settings.queue))
 
     def _argv(self, token: str, *args: Any) -> list[Any]:
         common = CommonArgs(
@@ -58,11 +60,25 @@ class StoreCore:
         return [*common, *args]
 
     def _run(
-        self, name: str, keys: JobKeys, *args: Any, token: str = "", client: Any = None
+        self,
+        name: str,
+        keys: JobKeys,
+        *args: Any,
+        token: str = "",
+        client: Any = None,
+        queue_key: str | None = None,
     ) -> list[Any]:
         """Call script ``name`` for the job (on ``client``: a pipeline, say)."""
         script = self._scripts[name]
         reply: list[Any] = script(
-            keys=self._keys(keys), args=self._argv(token, *args), client=client
+            keys=self._keys(keys, queue_key), args=self._argv(token, *args), client=client
         )
         return reply
+
+    def queues(self) -> list[str]:
+        """Every job queue of the registered types (broker names), the default first."""
+        return [job_queue(self.settings, name) for name in registry.queues()]
+
+    def queue_indexes(self, queue: str) -> list[str]:
+        """A queue's indexes, the most urgent priority first."""
+        return [keyspace.queue_index(queue, p) for p in reversed(PRIORITIES)]

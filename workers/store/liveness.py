@@ -49,17 +49,25 @@ class Liveness(StoreCore):
     @backend_errors
     def metrics_snapshot(self) -> dict[str, Any]:
         """What /metrics reports, read in one round trip."""
+        queues = self.queues()
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keyspace.STATS)
-        pipe.zcard(keyspace.queue_index(self.settings.queue))
         pipe.time()
-        stats, queued, (now, _) = pipe.execute()
-        messages = self.broker.waiting() if self.broker is not None else 0
+        for queue in queues:
+            for index in [keyspace.queue_index(queue), *self.queue_indexes(queue)]:
+                pipe.zcard(index)
+        stats, (now, _), *counts = pipe.execute()
+        per_queue = len(counts) // len(queues)
+        queued = {
+            queue: sum(int(n) for n in counts[i * per_queue : (i + 1) * per_queue])
+            for i, queue in enumerate(queues)
+        }
+        messages = self.broker.waiting() if self.broker is not None else {}
         workers = self.redis.zcount(keyspace.WORKERS, float(now) - limits.WORKER_ALIVE_S, "+inf")
         return {
             "stats": {str(k): int(v) for k, v in stats.items()},
-            "queued": int(queued),
-            "messages": int(messages),
+            "queued": queued,
+            "messages": messages,
             "workers": int(workers),
         }
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from workers.keys import JobKeys
+from workers.registry import DEFAULT_PRIORITY
 from workers.states import Status
 from workers.store.scripts import ReadReply, StartReply
 
@@ -81,6 +82,9 @@ class JobRecord:
     result_chunks: int = 0
     # The job cut its result short (sql.query's max_rows, files.search's max_matches).
     truncated: bool = False
+    # Its broker queue ('' for a job made before queues had priorities) and priority.
+    queue: str = ""
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def job_id(self) -> str:
@@ -118,6 +122,8 @@ class JobRecord:
             partial_chunks=int(raw.get("pchunks", 0)),
             result_chunks=int(raw.get("result_chunks", 0)),
             truncated=raw.get("truncated") == "1",
+            queue=raw.get("queue", ""),
+            priority=int(raw.get("priority", DEFAULT_PRIORITY)),
         )
 
 

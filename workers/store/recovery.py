@@ -7,24 +7,42 @@ Works with ``workers/broker.py`` (where a message is) and ``workers/sweep.py``
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from workers import keys as keyspace
 from workers import limits
 from workers.keys import JobKeys
+from workers.registry import DEFAULT_PRIORITY
 from workers.states import Status
 from workers.store.connection import backend_errors
 from workers.store.core import StoreCore
 from workers.store.scripts import LostOutcome
 from workers.store.values import redis_ms
 
-# A job waiting for its message to be sent again: the job, its type ('' when
-# it has gone meanwhile) and the number of the message to send.
-Resend = tuple[JobKeys, str, int]
+
+class Resend(NamedTuple):
+    """A job waiting for its message to be sent again."""
+
+    keys: JobKeys
+    type: str  # '' when the job has gone meanwhile
+    seq: int  # the number of the message to send
+    queue: str  # its broker queue ('' for a job made before queues: the type's)
+    priority: int
 
 
-def _resend(keys: JobKeys, job_type: str | None, msgs: str | None) -> Resend:
-    return keys, str(job_type or ""), int(msgs or 1) + 1
+RESEND_FIELDS = ("type", "msgs", "queue", "priority")
+
+
+def _resend(
+    keys: JobKeys, job_type: str | None, msgs: str | None, queue: str | None, priority: str | None
+) -> Resend:
+    return Resend(
+        keys,
+        str(job_type or ""),
+        int(msgs or 1) + 1,
+        str(queue or ""),
+        int(priority or DEFAULT_PRIORITY),
+    )
 
 
 class Recovery(StoreCore):
@@ -58,7 +76,7 @@ class Recovery(StoreCore):
         many = [JobKeys.from_task_arg(str(member)) for member in members]
         pipe = self.redis.pipeline(transaction=False)
         for keys in many:
-            pipe.hmget(keys.record, "type", "msgs")
+            pipe.hmget(keys.record, *RESEND_FIELDS)
         return [_resend(keys, *fields) for keys, fields in zip(many, pipe.execute(), strict=True)]
 
     @backend_errors
@@ -71,7 +89,7 @@ class Recovery(StoreCore):
         pipe = self.redis.pipeline(transaction=False)
         for keys in many:
             pipe.zrem(keyspace.REQUEUE, keys.task_arg())
-            pipe.hmget(keys.record, "type", "msgs")
+            pipe.hmget(keys.record, *RESEND_FIELDS)
         replies = pipe.execute()
         return [
             _resend(keys, *fields)
@@ -135,11 +153,16 @@ class Recovery(StoreCore):
         return sum(1 for o in outcomes if o in (LostOutcome.REQUEUED, LostOutcome.FAILED))
 
     def _waiting_messages(self, grace_ms: int) -> dict[str, tuple[JobKeys, str, bool]]:
-        """The current message of each job at the head of the queue index that
-        still waits, sent at least ``grace_ms`` ago and not about to be sent
-        again: {message id: (job, its sequence number, already suspected)}."""
-        queue_index = keyspace.queue_index(self.settings.queue)
-        members = [str(m) for m in self.redis.zrange(queue_index, 0, limits.SWEEP_BATCH - 1)]
+        """The current message of each job at the head of the queue indexes
+        (of every queue and priority) that still waits, sent at least
+        ``grace_ms`` ago and not about to be sent again: {message id: (job,
+        its sequence number, already suspected)}."""
+        heads = self.redis.pipeline(transaction=False)
+        for queue in self.queues():
+            for index in [keyspace.queue_index(queue), *self.queue_indexes(queue)]:
+                heads.zrange(index, 0, limits.SWEEP_BATCH - 1)
+        members = list(dict.fromkeys(str(m) for head in heads.execute() for m in head))
+        members = members[: limits.SWEEP_BATCH]
         if not members:
             return {}
         many = [JobKeys.from_task_arg(m) for m in members]

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, get_type_hints
 from workers import keys as keyspace
 from workers import limits
 from workers.keys import JobKeys
+from workers.registry import HIGHEST_PRIORITY
 from workers.states import RETRYABLE, TERMINAL, ErrorCode, Status
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
@@ -54,7 +55,9 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
     ("K_EVENTS", lambda job, queue: job.events),
     ("K_TOMB", lambda job, queue: job.tombstone),
     ("K_LEASE", lambda job, queue: job.lease),
-    ("K_QUEUE", lambda job, queue: keyspace.queue_index(queue)),
+    # The create script's is the job's queue index; any other script finds the
+    # job's from its record (_prelude.lua) and gets this as the fallback.
+    ("K_QUEUE", lambda job, queue: queue),
     ("K_TENANT", lambda job, queue: keyspace.tenant_index(job.tenant)),
     ("K_SEQ", lambda job, queue: keyspace.SEQUENCE),
     ("K_ACTIVE", lambda job, queue: keyspace.tenant_active(job.tenant)),
@@ -65,9 +68,10 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
 )
 
 
-def script_keys(job: JobKeys, queue: str) -> list[str]:
-    """The KEYS of any script for ``job``, in the order the prelude names them."""
-    return [build(job, queue) for _name, build in SCRIPT_KEYS]
+def script_keys(job: JobKeys, queue_key: str) -> list[str]:
+    """The KEYS of any script for ``job``, in the order the prelude names them
+    (``queue_key``: a queue index, ``keyspace.queue_index``)."""
+    return [build(job, queue_key) for _name, build in SCRIPT_KEYS]
 
 
 # -- common ARGV ----------------------------------------------------------------
@@ -106,6 +110,7 @@ LUA_LIMITS: dict[str, int] = {
     "FORGET_BATCH": limits.FORGET_BATCH,
     "PROGRESS_DONE": limits.PROGRESS_DONE,
     "PROGRESS_RUNNING_MAX": limits.PROGRESS_RUNNING_MAX,
+    "HIGHEST_PRIORITY": HIGHEST_PRIORITY,
 }
 
 
@@ -121,6 +126,7 @@ def lua_constants() -> str:
     for prefix, outcomes in REPLY_TAGS.items():
         lines += [f"local {prefix}_{o.name} = {_lua_string(o.value)}" for o in outcomes]
     lines += [f"local {name} = {value}" for name, value in LUA_LIMITS.items()]
+    lines.append(f"local QUEUE_INDEX_PREFIX = {_lua_string(keyspace.QUEUE_INDEX_PREFIX)}")
     return "\n".join(lines) + "\n"
 
 

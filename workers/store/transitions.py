@@ -75,13 +75,17 @@ class JobStore(Recovery, Liveness):
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
         request_id: str = "",
+        queue: str = "",
+        priority: int = registry.DEFAULT_PRIORITY,
     ) -> Created:
         """Create the job unless its id is taken (see ``CreateOutcome``); a new
         job comes back with its record (what a read would return): one round
         trip for a submit that does not wait. ``watch``: the caller will
         ``wait_for_event`` after the record's ``last_event_id``. ``request_id``:
         the submitting request's X-Request-ID, kept (at most RECORD_VALUE_MAX
-        bytes) for the worker's log lines."""
+        bytes) for the worker's log lines. ``queue``: the broker queue of its
+        messages (default JOBGATE_QUEUE), ``priority`` 0-9: where it waits."""
+        queue = queue or self.settings.queue
         reply = self._run(
             "create_job",
             keys,
@@ -94,6 +98,9 @@ class JobStore(Recovery, Liveness):
             max_attempts,
             int(watch),
             request_id[: limits.RECORD_VALUE_MAX],
+            queue,
+            priority,
+            queue_key=keyspace.queue_index(queue, priority),
         )
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
@@ -103,7 +110,12 @@ class JobStore(Recovery, Liveness):
     @backend_errors
     def discard(self, keys: JobKeys) -> None:
         """Undo a create whose task could not be enqueued: leave nothing behind."""
-        self.redis.delete(*keys.all())
+        queue, priority = self.redis.hmget(keys.record, "queue", "priority")
+        pipe = self.redis.pipeline(transaction=True)
+        if queue and priority is not None:
+            pipe.zrem(keyspace.queue_index(str(queue), int(priority)), keys.task_arg())
+        pipe.delete(*keys.all())
+        pipe.execute()
 
     @backend_errors
     def read(

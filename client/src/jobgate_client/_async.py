@@ -99,10 +99,12 @@ class AsyncClient:
         wait: float | None = None,
         poll_timeout: int | None = None,
         retention: int | None = None,
+        priority: int | None = None,
     ) -> AsyncJob:
-        """Submit a job. The id is chosen here when not given, so retries never make two jobs."""
+        """Submit a job. The id is chosen here when not given, so retries never make two jobs.
+        ``priority``: 0-9, 9 the most urgent, within the type's bounds (default: the type's)."""
         request = core.submit_request(
-            type, params, id or core.new_id(), wait, poll_timeout, retention
+            type, params, id or core.new_id(), wait, poll_timeout, retention, priority
         )
         return AsyncJob(self, await self._run(core.submit(request, self.policy)))
 

@@ -207,9 +207,15 @@ def submit_request(
     wait: float | None,
     poll_timeout: int | None,
     retention: int | None,
+    priority: int | None = None,
 ) -> Request:
     body: dict[str, Any] = {"type": job_type, "params": dict(params or {}), "id": job_id}
-    optional = {"wait": wait, "poll_timeout": poll_timeout, "retention": retention}
+    optional = {
+        "wait": wait,
+        "poll_timeout": poll_timeout,
+        "retention": retention,
+        "priority": priority,
+    }
     body.update({name: value for name, value in optional.items() if value is not None})
     return Request("POST", "/v1/jobs", body=body, hold=float(wait or 0))
 

@@ -183,6 +183,7 @@ def submit_job(client: Client, args: argparse.Namespace) -> Job:
         wait=args.wait,
         poll_timeout=args.poll_timeout,
         retention=args.retention,
+        priority=args.priority,
     )
 
 
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--wait", type=float, help="seconds the submit may wait for the end")
         sub.add_argument("--poll-timeout", type=int, help="heartbeat seconds (0: none)")
         sub.add_argument("--retention", type=int, help="seconds a finished job stays readable")
+        sub.add_argument(
+            "--priority", type=int, help="0-9, 9 the most urgent (default: the job type's)"
+        )
 
     submit_options(command("submit", cmd_submit, "submit a job; print its id"))
 
