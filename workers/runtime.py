@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import redis
@@ -37,11 +37,12 @@ from workers.keys import JobKeys
 from workers.process import state as process_state
 from workers.states import ErrorCode, Status
 from workers.store import JobStore, Started
+from workers.store.scripts import Applied
 from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
 # What a job module imports: ``ctx``'s type and the stop it may see raised.
-__all__ = ["JobContext", "JobStopped", "execute", "patiently"]
+__all__ = ["JobContext", "JobStopped", "Outcome", "execute", "patiently"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -77,7 +78,15 @@ class JobContext:
         "writes",
     )
 
-    def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1, token: str = "") -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        keys: JobKeys,
+        attempt: int = 1,
+        token: str = "",
+        *,
+        started: float | None = None,
+    ) -> None:
         self._store = store
         self.keys = keys
         self.job_id = keys.job_id
@@ -86,7 +95,12 @@ class JobContext:
         self._last_percent = -1  # the last percent written
         self._current = 0  # the last percent asked, clamped
         self._last_asked: object = None  # the last percent as the job passed it
-        self._last_write = 0.0
+        # As if written when the job started (``started``, monotonic; now by
+        # default): its first write waits as any other, so a job that ends
+        # within PROGRESS_CHANGE_INTERVAL writes none (its end is what a
+        # reader sees next, in the same round trip count as a job with no
+        # progress at all).
+        self._last_write = time.monotonic() if started is None else started
         self._pending_message = ""
         self._pending_rows: list[Any] = []
         self._stop_status: str | None = None
@@ -101,8 +115,9 @@ class JobContext:
     def progress(self, percent: float, message: str = "") -> None:
         """Report integer percent progress; raises ``JobStopped`` if the job
         was cancelled or timed out. Throttled: a changed percent is written
-        within 10 ms, anything else at most every 100 ms; what the job leaves
-        unwritten, its watchdog writes at its next check.
+        once 10 ms have passed since the last write (or the job's start),
+        anything else at most every 100 ms; what the job leaves unwritten,
+        its watchdog writes at its next check.
 
         Called in a job's innermost loop, so the common case (nothing to write)
         does as little as Python allows.
@@ -286,15 +301,30 @@ def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE
 SKIPPED = "skipped:"
 
 
+class Outcome(NamedTuple):
+    """What an execution did: ``text`` (``done``, ``failed:<why>``,
+    ``stopped:<status>``, ``skipped:<status>``, ``dropped``), and how the job
+    ended when this execution ended it (its duration observed in the same
+    script call); None when someone else ended it, or it did not end."""
+
+    text: str
+    end: JobEnd | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def execute(
     store: JobStore,
     settings: Settings,
     keys: JobKeys,
     on_progress: Callable[[int, str], None] | None = None,
-) -> str:
+) -> Outcome:
     """Run the job ``keys`` if it is still queued; returns what happened
     (``skipped:<status>`` when this execution did not take the job).
 
+    The job's queue wait is observed by its first start, its duration by the
+    end this execution writes (both in the same script call).
     Every line logged meanwhile carries the job's id and tenant and, once
     started, its type, attempt and the request id of the submit that made it.
     """
@@ -302,14 +332,27 @@ def execute(
         started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
         if not started.run:
             log.info("job %s not run: it is %s", keys.job_id, started.status)
-            return f"{SKIPPED}{started.status}"
-        if started.attempt == 1:
-            _observe_queue_wait(store, keys)
+            return Outcome(f"{SKIPPED}{started.status}")
         with logs.bound(type=started.type, attempt=started.attempt, request_id=started.request_id):
             log.info("job %s started", keys.job_id)
             outcome = _run_started(store, settings, keys, started, on_progress)
-            log.info("job %s ended: %s", keys.job_id, outcome)
+            log.info("job %s ended: %s", keys.job_id, outcome.text)
             return outcome
+
+
+def _ended(applied: Applied, error: dict[str, Any] | None = None) -> JobEnd | None:
+    """How the job ended, from the reply of the finish this execution wrote
+    (None when it did not apply, or the record had gone)."""
+    if not applied.applied or applied.status not in (Status.DONE.value, Status.FAILED.value):
+        return None
+    if error is None:
+        return JobEnd(Status(applied.status), None, "", applied.seconds, applied.counted)
+    code = ErrorCode(error["code"])
+    return JobEnd(Status.FAILED, code, str(error["message"]), applied.seconds, applied.counted)
+
+
+def _fail(store: JobStore, keys: JobKeys, error: dict[str, Any], token: str, what: str) -> Outcome:
+    return Outcome(what, _ended(store.end_failed(keys, error, token=token), error))
 
 
 def _run_started(
@@ -318,18 +361,16 @@ def _run_started(
     keys: JobKeys,
     started: Started,
     on_progress: Callable[[int, str], None] | None,
-) -> str:
+) -> Outcome:
     job_type = registry.get(started.type)
     if job_type is None:
         error = internal_error(f"No job type {started.type!r} on this worker")
-        store.finish_failed(keys, error, token=started.token)
-        return "failed:unknown-type"
+        return _fail(store, keys, error, started.token, "failed:unknown-type")
     try:
         params = job_type.load_params(started.params or {})
     except ValidationError as exc:
         error = internal_error(f"Stored params no longer validate: {exc}")
-        store.finish_failed(keys, error, token=started.token)
-        return "failed:params"
+        return _fail(store, keys, error, started.token, "failed:params")
 
     ctx = JobContext(store, keys, started.attempt, started.token)
     ctx.on_progress = on_progress
@@ -340,22 +381,15 @@ def _run_started(
             value = job_type.func(ctx, **params)
     except JobStopped as stop:
         log.info("job %s stopped: %s", keys.job_id, stop.status)
-        return f"stopped:{stop.status}"
+        return Outcome(f"stopped:{stop.status}")
     except Exception as exc:
         log.info("job %s raised %r", keys.job_id, exc)
         error = job_error(exc, settings)
-        patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
-        return "failed:job-error"
+        applied = patiently(lambda: store.end_failed(keys, error, token=ctx.token), "end the job")
+        return Outcome("failed:job-error", _ended(applied, error))
     finally:
         process_state.running = False
     return _store_result(store, settings, ctx, value)
-
-
-def _observe_queue_wait(store: JobStore, keys: JobKeys) -> None:
-    try:
-        JobMetrics(store.redis).started(keys)
-    except redis.RedisError as exc:  # a metric is not worth failing a job
-        log.warning("job %s: queue wait not observed: %s", keys.job_id, exc)
 
 
 def job_end(store: JobStore, keys: JobKeys) -> JobEnd | None:
@@ -375,29 +409,25 @@ def _job_end(store: JobStore, keys: JobKeys) -> JobEnd:
         raise BackendUnavailable(str(exc)) from exc
 
 
-def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> str:
+def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> Outcome:
     keys, token = ctx.keys, ctx.token
     try:
         result_json = dumps(value)
     except TypeError as exc:
         error = internal_error(f"The job's result is not JSON: {exc}")
-        store.finish_failed(keys, error, token=token)
-        return "failed:not-json"
+        return _fail(store, keys, error, token, "failed:not-json")
     size = len(result_json.encode())
     if size > settings.max_result_bytes:
-        store.finish_failed(
-            keys,
-            {
-                "code": ErrorCode.RESULT_TOO_LARGE.value,
-                "message": (
-                    f"The result is {size} bytes, over the maximum of "
-                    f"{settings.max_result_bytes} (JOBGATE_MAX_RESULT_BYTES)"
-                ),
-                "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
-            },
-            token=token,
-        )
-        return "failed:too-large"
-    if patiently(lambda: store.finish_done(keys, result_json, token=token), "store the result"):
-        return "done"
-    return "dropped"
+        error = {
+            "code": ErrorCode.RESULT_TOO_LARGE.value,
+            "message": (
+                f"The result is {size} bytes, over the maximum of "
+                f"{settings.max_result_bytes} (JOBGATE_MAX_RESULT_BYTES)"
+            ),
+            "retryable": ErrorCode.RESULT_TOO_LARGE.retryable,
+        }
+        return _fail(store, keys, error, token, "failed:too-large")
+    applied = patiently(lambda: store.end_done(keys, result_json, token=token), "store the result")
+    if applied.applied:
+        return Outcome("done", _ended(applied))
+    return Outcome("dropped")

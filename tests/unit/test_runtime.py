@@ -56,8 +56,10 @@ class FakeClock:
         self.now += seconds
 
 
-def context(store: CountingStore) -> JobContext:
-    return JobContext(cast(JobStore, store), JobKeys("t1", "job-1"))
+def context(store: CountingStore, started: float | None = float("-inf")) -> JobContext:
+    """A context of a job that started long ago (its next report is due),
+    or at ``started`` (None: now)."""
+    return JobContext(cast(JobStore, store), JobKeys("t1", "job-1"), started=started)
 
 
 @pytest.fixture
@@ -116,6 +118,22 @@ def test_a_new_percent_is_written_once_10_ms_have_passed(fake_clock: FakeClock) 
 
     assert [percent for percent, _, _ in store.reports] == [1, 3]
     assert ctx.held_percent() is None
+
+
+def test_a_job_writes_nothing_in_its_first_10_ms_and_then_what_it_reported(
+    fake_clock: FakeClock,
+) -> None:
+    store = CountingStore()
+    ctx = context(store, started=None)
+
+    ctx.progress(100, "all of it")  # a short job: its end says as much, no write
+    assert store.reports == []
+    assert ctx.held_percent() == 100
+
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
+    ctx.progress(100)
+
+    assert store.reports == [(100, "Running: all of it", "")]
 
 
 def test_nothing_is_held_before_the_first_report() -> None:

@@ -217,18 +217,27 @@ class JobStore(Recovery, Liveness):
         reply = self._run("report_progress", keys, pct, message, rows, token=token)
         return str(reply[0])
 
-    @backend_errors
     def finish_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> bool:
         """Store the result and make the job DONE; False if it had stopped."""
-        reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
-        return Applied.parse(reply).applied
+        return self.end_done(keys, result_json, token=token).applied
 
-    @backend_errors
     def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
         """Make the job FAILED with ``error``; False if it had stopped."""
+        return self.end_failed(keys, error, token=token).applied
+
+    @backend_errors
+    def end_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> Applied:
+        """``finish_done``, with what the call did: the job's status after it,
+        and when it applied, its duration as observed in the same step."""
+        reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
+        return Applied.parse(reply)
+
+    @backend_errors
+    def end_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> Applied:
+        """``finish_failed``, with what the call did (see ``end_done``)."""
         payload = dumps({"id": new_id(), **error})
         reply = self._run("finish_job", keys, Status.FAILED.value, payload, token=token)
-        return Applied.parse(reply).applied
+        return Applied.parse(reply)
 
     @backend_errors
     def hand_back(self, keys: JobKeys, token: str) -> bool:
