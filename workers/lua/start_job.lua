@@ -30,7 +30,7 @@ if hget_num('poll_timeout') == 0 then
   renew_live_ttl()
 end
 schedule_due()
-notify(STATUS_RUNNING, redis.call('HGET', K_RECORD, 'progress'))
+notify(STATUS_RUNNING)
 local fields = redis.call('HMGET', K_RECORD, 'type', 'params', 'rid', 'created')
 if attempt == 1 and fields[4] then
   observe(K_QUEUE_WAIT, fields[1], (now - tonumber(fields[4])) / 1000)
