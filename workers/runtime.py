@@ -52,8 +52,11 @@ R = TypeVar("R")
 # makes no further call, until its watchdog's next check writes it).
 PROGRESS_MIN_INTERVAL = 0.1
 PROGRESS_CHANGE_INTERVAL = 0.01
-# Partial rows buffered beyond this many are written at the next call.
+# Partial rows buffered beyond this many are written at the next call that
+# comes PROGRESS_CHANGE_INTERVAL or more after the last write.
 PUBLISH_FLUSH_ROWS = 5_000
+# A ``_due`` that every call has reached: the job must stop (it raises).
+_NOW = float("-inf")
 
 
 class JobContext:
@@ -62,6 +65,7 @@ class JobContext:
     # Slots: progress() runs in jobs' innermost loops; attribute reads count.
     __slots__ = (
         "_current",
+        "_due",
         "_interruptible",
         "_last_asked",
         "_last_percent",
@@ -74,9 +78,16 @@ class JobContext:
         "job_id",
         "keys",
         "on_progress",
+        "publish",
         "token",
         "writes",
     )
+
+    # ``ctx.publish(rows)``: append rows (JSON values) to the partial result;
+    # they are written, all at once, with the next progress write. A row JSON
+    # cannot hold fails the job there (``TypeError``). It is the buffer's own
+    # ``list.extend``: a job may call it for every row it makes.
+    publish: Callable[[Iterable[Any]], None]
 
     def __init__(
         self,
@@ -101,8 +112,12 @@ class JobContext:
         # reader sees next, in the same round trip count as a job with no
         # progress at all).
         self._last_write = time.monotonic() if started is None else started
+        # The first moment a progress call may have something to write: the
+        # one check its common case makes (``_NOW`` once the job must stop).
+        self._due = self._last_write + PROGRESS_CHANGE_INTERVAL
         self._pending_message = ""
         self._pending_rows: list[Any] = []
+        self.publish = self._pending_rows.extend
         self._stop_status: str | None = None
         self._interruptible = False
         self.writes = 0
@@ -119,21 +134,25 @@ class JobContext:
         anything else at most every 100 ms; what the job leaves unwritten,
         its watchdog writes at its next check.
 
-        Called in a job's innermost loop, so the common case (nothing to write)
-        does as little as Python allows.
+        Called in a job's innermost loop, so the common case (nothing to write
+        for 10 ms after a write) does as little as Python allows: note what
+        was asked, read the clock once, compare it with one number.
         """
-        if self._stop_status is not None:
-            raise JobStopped(self._stop_status)
         if message:
             self._pending_message = message
         if percent != self._last_asked:
             self._last_asked = percent
             self._current = max(0, min(limits.PROGRESS_DONE, int(percent)))
         now = time.monotonic()
-        since = now - self._last_write
+        if now >= self._due:
+            self._progress_due(now)
+
+    def _progress_due(self, now: float) -> None:
+        """A progress call after ``_due``: stop, or write if there is reason to."""
+        self._raise_if_stopped()
         if (
-            since >= PROGRESS_MIN_INTERVAL
-            or (since >= PROGRESS_CHANGE_INTERVAL and self._current != self._last_percent)
+            now - self._last_write >= PROGRESS_MIN_INTERVAL
+            or self._current != self._last_percent
             or len(self._pending_rows) >= PUBLISH_FLUSH_ROWS
         ):
             self._write(self._current, now)
@@ -151,12 +170,6 @@ class JobContext:
         if now - self._last_write >= PROGRESS_MIN_INTERVAL:
             self._write(None, now)
 
-    def publish(self, rows: Iterable[Any]) -> None:
-        """Append rows (JSON values) to the partial result; they are written,
-        all at once, with the next progress write. A row JSON cannot hold
-        fails the job there (``TypeError``)."""
-        self._pending_rows.extend(rows)
-
     # -- the runtime's side -------------------------------------------------
 
     def _write(self, percent: int | None, now: float) -> None:
@@ -172,10 +185,10 @@ class JobContext:
             # stays pending for the next write (its lease is taken back then,
             # unless the job was requeued meanwhile: then the write says so).
             log.warning("job %s cannot report progress: %s", self.job_id, exc)
-            self._last_write = now
+            self._wrote_at(now)
             return
         self.writes += 1
-        self._last_write = now
+        self._wrote_at(now)
         if percent is not None:
             self._last_percent = percent
         if self.on_progress is not None and status == Status.RUNNING.value:
@@ -183,8 +196,14 @@ class JobContext:
         self._pending_rows.clear()
         self._pending_message = ""
         if status != Status.RUNNING.value:
-            self._stop_status = status
+            self.request_stop(status)
         self._raise_if_stopped()
+
+    def _wrote_at(self, now: float) -> None:
+        self._last_write = now
+        self._due = now + PROGRESS_CHANGE_INTERVAL
+        if self._stop_status is not None:  # (the watchdog's thread may have just stopped it)
+            self._due = _NOW
 
     def _raise_if_stopped(self) -> None:
         if self._stop_status is not None:
@@ -194,6 +213,7 @@ class JobContext:
         """Called by the watchdog: the next progress/check raises, and a job
         running its own code is interrupted now."""
         self._stop_status = status
+        self._due = _NOW
 
     @property
     def stop_requested(self) -> bool:

@@ -179,7 +179,12 @@ def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None
     ctx = context(store)
     ctx.progress(10)
 
-    ctx.publish([{"row": i} for i in range(runtime.PUBLISH_FLUSH_ROWS)])
+    ctx.publish([{"row": i} for i in range(runtime.PUBLISH_FLUSH_ROWS - 1)])
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
+    ctx.progress(10)  # same percent, within 100 ms, too few rows: held
+    assert len(store.reports) == 1
+
+    ctx.publish([{"row": runtime.PUBLISH_FLUSH_ROWS}])
     ctx.progress(10)
 
     assert len(store.reports) == 2
