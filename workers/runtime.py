@@ -49,9 +49,11 @@ R = TypeVar("R")
 
 # At most one progress write per this many seconds, unless the percent changed;
 # a changed percent waits at most PROGRESS_CHANGE_INTERVAL (or, if the job
-# makes no further call, until its watchdog's next check writes it).
+# makes no further call, until its watchdog's next check writes it): at most
+# 20 writes a second, each a round trip for the job and a wake-up for every
+# waiter, and no poller tells 50 ms from 10.
 PROGRESS_MIN_INTERVAL = 0.1
-PROGRESS_CHANGE_INTERVAL = 0.01
+PROGRESS_CHANGE_INTERVAL = 0.05
 # Partial rows buffered beyond this many are written at the next call that
 # comes PROGRESS_CHANGE_INTERVAL or more after the last write.
 PUBLISH_FLUSH_ROWS = 5_000
@@ -130,12 +132,12 @@ class JobContext:
     def progress(self, percent: float, message: str = "") -> None:
         """Report integer percent progress; raises ``JobStopped`` if the job
         was cancelled or timed out. Throttled: a changed percent is written
-        once 10 ms have passed since the last write (or the job's start),
+        once 50 ms have passed since the last write (or the job's start),
         anything else at most every 100 ms; what the job leaves unwritten,
         its watchdog writes at its next check.
 
         Called in a job's innermost loop, so the common case (nothing to write
-        for 10 ms after a write) does as little as Python allows: note what
+        for 50 ms after a write) does as little as Python allows: note what
         was asked, read the clock once, compare it with one number.
         """
         if message:
