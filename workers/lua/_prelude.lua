@@ -238,12 +238,16 @@ local function finish(now, status, message, err, finished_at)
     progress = redis.call('HGET', K_RECORD, 'progress') or '0'
     redis.call('DEL', K_RESULT)
   end
+  -- (When it expires is 'finished' + 'retention': workers/store/records.py.)
   redis.call('HSET', K_RECORD, 'status', status, 'message', message,
-    'progress', progress, 'finished', finished_at, 'expires', expires)
+    'progress', progress, 'finished', finished_at)
   if err then
     redis.call('HSET', K_RECORD, 'error', err)
   end
-  redis.call('HDEL', K_RECORD, 'lease', 'deadline')
+  -- What only a live job needs: its lease, poll deadline, message count and
+  -- time (lost_message.lua, resent.lua), place in the queue. Fewer bytes kept
+  -- for the retention (the record stays a listpack of a smaller size class).
+  redis.call('HDEL', K_RECORD, 'lease', 'deadline', 'lease_ms', 'sent', 'msgs', 'order')
   redis.call('PEXPIRE', K_RECORD, ttl)
   redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)
   keep_listed_until(now + ttl + TOMB_TTL_MS)

@@ -16,8 +16,8 @@ if outcome == STATUS_DONE then
   redis.call('SET', K_RESULT, payload)
   redis.call('HSET', K_RECORD, 'result_bytes', string.len(payload))
   local status = finish(now, STATUS_DONE, string.format('Done in %.3f seconds', seconds), nil, now)
-  return {status, 1, observe_end(status)}
+  return {status, 1, observe_end(status, true)}
 end
 local message = cjson.decode(payload)['message']
 local status = finish(now, STATUS_FAILED, message, payload, now)
-return {status, 1, observe_end(status)}
+return {status, 1, observe_end(status, true)}

@@ -16,6 +16,15 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
+def _expires_ms(raw: dict[str, str]) -> int | None:
+    """When a terminal job's keys expire: its end plus its retention (records
+    written before 'expires' was left out carry it)."""
+    if raw.get("expires"):
+        return int(raw["expires"])
+    finished = _int_or_none(raw.get("finished"))
+    return None if finished is None else finished + int(raw["retention"]) * 1000
+
+
 @dataclass(frozen=True)
 class Execution:
     """One execution of a job, as its record keeps it."""
@@ -101,7 +110,7 @@ class JobRecord:
             started_ms=_int_or_none(raw.get("started")),
             deadline_ms=_int_or_none(raw.get("deadline")),
             finished_ms=_int_or_none(raw.get("finished")),
-            expires_ms=_int_or_none(raw.get("expires")),
+            expires_ms=_expires_ms(raw),
             error=orjson.loads(error) if error else None,
             result_bytes=_int_or_none(raw.get("result_bytes")),
             result_json=reply.result_json,
