@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from workers import limits
 from workers.keys import JobKeys
 from workers.states import Status
 from workers.store.scripts import ReadReply, StartReply
@@ -14,6 +15,13 @@ from workers.store.scripts import ReadReply, StartReply
 
 def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
+
+
+def _progress(raw: dict[str, str]) -> int:
+    """A DONE record keeps no progress: it is PROGRESS_DONE (finish, in the prelude)."""
+    if "progress" in raw:
+        return int(raw["progress"])
+    return limits.PROGRESS_DONE if raw.get("status") == Status.DONE.value else 0
 
 
 def _expires_ms(raw: dict[str, str]) -> int | None:
@@ -81,6 +89,7 @@ class JobRecord:
     result_bytes: int | None = None
     result_json: str | None = None
     queue_position: int | None = None
+    # A live job's: a terminal record keeps neither (nor max_runtime: 0 then).
     order: int = 0
     max_attempts: int = 1
     runs: tuple[Execution, ...] = ()
@@ -98,12 +107,12 @@ class JobRecord:
             type=raw["type"],
             params=orjson.loads(raw["params"]),
             status=Status(raw["status"]),
-            progress=int(raw.get("progress", 0)),
+            progress=_progress(raw),
             message=raw.get("message", ""),
             created_ms=int(raw["created"]),
             poll_timeout=int(raw["poll_timeout"]),
             retention=int(raw["retention"]),
-            max_runtime=int(raw["max_runtime"]),
+            max_runtime=int(raw.get("max_runtime", 0)),
             attempt=int(raw.get("attempt", 0)),
             now_ms=reply.now_ms,
             last_event_id=reply.last_event_id,
