@@ -232,25 +232,27 @@ local function finish(now, status, message, err, finished_at)
     return ABSENT_GONE
   end
   local progress = PROGRESS_DONE
+  -- (When it expires is 'finished' + 'retention': workers/store/records.py.)
+  redis.call('HSET', K_RECORD, 'status', status, 'finished', finished_at)
   if status == STATUS_DONE then
     redis.call('PEXPIRE', K_RESULT, ttl)
-    -- A DONE job's progress is PROGRESS_DONE by definition (records.py reads
-    -- it so): not kept.
-    redis.call('HDEL', K_RECORD, 'progress')
+    -- A DONE job's progress is PROGRESS_DONE and its message 'Done in <its
+    -- run time> seconds', by definition (records.py reads them so, from
+    -- 'started' and 'finished'): neither is kept.
+    redis.call('HDEL', K_RECORD, 'progress', 'message')
   else
     progress = redis.call('HGET', K_RECORD, 'progress') or '0'
     redis.call('DEL', K_RESULT)
+    redis.call('HSET', K_RECORD, 'message', message)
   end
-  -- (When it expires is 'finished' + 'retention': workers/store/records.py.)
-  redis.call('HSET', K_RECORD, 'status', status, 'message', message, 'finished', finished_at)
   if err then
     redis.call('HSET', K_RECORD, 'error', err)
   end
-  -- What only a live job needs: its lease, poll deadline, message count and
-  -- time (lost_message.lua, resent.lua), place in the queue, runtime and
-  -- attempts limits. Fewer bytes kept for the retention (the record stays a
-  -- listpack of a smaller size class).
-  redis.call('HDEL', K_RECORD, 'lease', 'deadline', 'lease_ms', 'sent', 'msgs', 'order',
+  -- What only a live job needs: its lease, poll deadline, last message's
+  -- time (lost_message.lua), place in the queue, runtime and attempts
+  -- limits. Fewer bytes kept for the retention (the record stays a listpack
+  -- of a smaller size class). 'msgs' stays: how many messages the job took.
+  redis.call('HDEL', K_RECORD, 'lease', 'deadline', 'lease_ms', 'sent', 'order',
     'max_runtime', 'max_attempts')
   redis.call('PEXPIRE', K_RECORD, ttl)
   redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)

@@ -17,6 +17,17 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
+def _message(raw: dict[str, str]) -> str:
+    """A DONE record keeps no message: it is 'Done in <its run time> seconds'
+    (finish, in the prelude)."""
+    if "message" in raw:
+        return raw["message"]
+    if raw.get("status") == Status.DONE.value and raw.get("started") and raw.get("finished"):
+        seconds = (int(raw["finished"]) - int(raw["started"])) / 1000
+        return f"Done in {seconds:.3f} seconds"
+    return ""
+
+
 def _progress(raw: dict[str, str]) -> int:
     """A DONE record keeps no progress: it is PROGRESS_DONE (finish, in the prelude)."""
     if "progress" in raw:
@@ -108,7 +119,7 @@ class JobRecord:
             params=orjson.loads(raw["params"]),
             status=Status(raw["status"]),
             progress=_progress(raw),
-            message=raw.get("message", ""),
+            message=_message(raw),
             created_ms=int(raw["created"]),
             poll_timeout=int(raw["poll_timeout"]),
             retention=int(raw["retention"]),
