@@ -214,10 +214,12 @@ def make_celery(settings: Settings) -> Celery:
         if settings.task_events:
             send = task_states.event_sender(app, task.request.id, task.request.hostname)
             progress = task_states.ProgressEvents(send)
-        runtime.execute(store, settings, keys, on_progress=progress)
-        # Also when this delivery did not run it (the job was cancelled, or
-        # ran, before): the task shows how the job ended, or nothing new.
-        return task_states.task_result(runtime.job_end(store, keys))
+        outcome = runtime.execute(store, settings, keys, on_progress=progress)
+        # Also when this delivery did not end it (the job was cancelled, or
+        # ran, before): the task shows how the job ended, or nothing new. An
+        # end this execution wrote came back with its reply: no second look.
+        end = outcome.end or runtime.job_end(store, keys)
+        return task_states.task_result(end)
 
     def resend(keys: JobKeys, type_name: str, seq: int, queue: str, priority: int) -> None:
         send_job(app, settings, keys, type_name, seq, queue=queue, priority=priority)

@@ -6,11 +6,14 @@ bucket the value falls in (``<labels>|<upper bound>``) and one HINCRBYFLOAT
 of the sum; ``histograms`` makes Prometheus's cumulative buckets at scrape
 time. The bucket bounds are Python's (here) and handed to Lua.
 
-Jobs: the worker observes a job's queue wait (created → started) when its
-first execution starts, and its duration (started → finished, labelled with
-the final status) when its execution ends, reading both times from the record
-(Redis's clock); the record marks the duration as counted, so a job is counted
-once whoever ends it.
+Jobs: a job's queue wait (created → started) is observed by start_job.lua
+when its first execution starts, and its duration (started → finished,
+labelled with the final status) by finish_job.lua when the worker ends it, in
+the same script call as the transition (workers/lua/_observe.lua); a job that
+someone else ended (cancelled, timed out, lost) is observed by the first
+``JobMetrics.ended`` after it (the worker's, or the sweep's). Both times are
+the record's (Redis's clock); the record marks the duration as counted, so a
+job is counted once whoever ends it.
 
 Errors: a ``redis.RedisError`` from Redis goes to the caller.
 """
@@ -28,11 +31,12 @@ from workers import keys as keyspace
 from workers import limits
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
-from workers.store.scripts import lua_constants
+from workers.store.scripts import lua_constants, observe_lua
 
-# Seconds. Jobs run from milliseconds to hours; an HTTP request (a long poll
+# Seconds. Jobs run from milliseconds to hours (the bounds are workers.limits',
+# handed to Lua by the generated prelude); an HTTP request (a long poll
 # included) from milliseconds to a minute.
-JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+JOB_BUCKETS = limits.JOB_BUCKETS
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 INF = "+Inf"
 SEPARATOR = "|"
@@ -48,62 +52,22 @@ def bucket_of(value: float, bounds: Iterable[float]) -> str:
     return INF
 
 
-# The one bucket of a value. ARGV of the calling script: ..., the hash's TTL,
-# then the bucket bounds (ascending), from argument ``first`` on.
-_OBSERVE = """
-local function observe(hash, labels, value, first)
-  local le = '+Inf'
-  for i = first, #ARGV do
-    if value <= tonumber(ARGV[i]) then
-      le = ARGV[i]
-      break
-    end
-  end
-  redis.call('HINCRBY', hash, labels .. '|' .. le, 1)
-  redis.call('HINCRBYFLOAT', hash, labels .. '|sum', value)
-  redis.call('PEXPIRE', hash, ARGV[first - 1])
-end
-"""
-
-# KEYS: the job's record, the queue-wait histogram. ARGV: TTL, bounds.
-# The job was started (start_job.lua): created → started, by type.
-OBSERVE_QUEUE_WAIT_LUA = (
-    lua_constants()
-    + _OBSERVE
-    + """
-local f = redis.call('HMGET', KEYS[1], 'type', 'created', 'started')
-if not (f[1] and f[2] and f[3]) then
-  return 0
-end
-observe(KEYS[2], f[1], (tonumber(f[3]) - tonumber(f[2])) / 1000, 2)
-return 1
-"""
-)
-
-# KEYS: the job's record, the duration histogram. ARGV: TTL, bounds.
+# KEYS: the job's record, the duration histogram.
 # Returns {status or false, error JSON or false, seconds run or false, 1 when
 # this call counted it}; a terminal job that had started is counted once (the
-# record's 'observed').
+# record's 'observed', which finish_job.lua sets when the worker ends the job).
 JOB_ENDED_LUA = (
     lua_constants()
-    + _OBSERVE
+    + "local K_RECORD, K_DURATION = KEYS[1], KEYS[2]\n"
+    + observe_lua()
     + """
-local f = redis.call('HMGET', KEYS[1], 'status', 'error', 'type', 'started', 'finished',
-  'observed')
+local f = redis.call('HMGET', K_RECORD, 'status', 'error')
 local status = f[1]
 if not TERMINAL[status] then
   return {status or false, false, false, 0}
 end
-local seconds, counted = false, 0
-if f[4] and f[5] then
-  seconds = (tonumber(f[5]) - tonumber(f[4])) / 1000
-  if not f[6] then
-    redis.call('HSET', KEYS[1], 'observed', 1)
-    observe(KEYS[2], f[3] .. '|' .. status, seconds, 2)
-    counted = 1
-  end
-end
-return {status, f[2] or false, seconds and tostring(seconds), counted}
+local seconds, counted = observe_end(status)
+return {status, f[2] or false, seconds, counted}
 """
 )
 
@@ -125,22 +89,17 @@ def _text(raw: Any) -> str:
 
 
 class JobMetrics:
-    """The worker's side: observe a job's queue wait and duration."""
+    """How a job ended, its duration observed if nobody had (the worker's
+    side after an execution that did not end the job itself, the sweep's)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._queue_wait = client.register_script(OBSERVE_QUEUE_WAIT_LUA)
         self._ended = client.register_script(JOB_ENDED_LUA)
-        self._args: list[str | int] = [METRICS_TTL_MS, *(repr(b) for b in JOB_BUCKETS)]
-
-    def started(self, keys: JobKeys) -> None:
-        """The job's first execution has started: observe how long it waited."""
-        self._queue_wait(keys=[keys.record, keyspace.JOB_QUEUE_WAIT], args=self._args)
 
     def ended(self, keys: JobKeys) -> JobEnd:
         """An execution of the job ended: how the job stands, its duration
         observed if it is now DONE or FAILED."""
-        reply: Any = self._ended(keys=[keys.record, keyspace.JOB_DURATION], args=self._args)
+        reply: Any = self._ended(keys=[keys.record, keyspace.JOB_DURATION])
         status_raw, error_raw, seconds_raw, counted = reply
         if not status_raw:
             return JobEnd(None)

@@ -37,6 +37,12 @@ WORKER_ALIVE_EVERY_S = 10
 # idle for that long, they restart (Prometheus counters may reset).
 STATS_TTL_MS = 30 * 24 * 3600 * 1000
 
+# The job histograms' bucket bounds (``jobgate_job_duration_seconds``,
+# ``jobgate_job_queue_wait_seconds``), in seconds: jobs run from milliseconds
+# to hours. A bucket is named by the bound's ``repr`` (``'1.0'``), in Python
+# and in Lua alike.
+JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
 # -- the sweep and lost messages --------------------------------------------
 
 # The sweep looks at this many due jobs per round trip.

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 from marshmallow import ValidationError
@@ -48,23 +48,36 @@ from workers.store.chunks import (
     manifest,
     rows_json,
 )
-from workers.store.scripts import Chunks
+from workers.store.scripts import Applied, Chunks
 from workers.store.values import dumps
 from workers.watchdog import JobStopped, Watchdog
 
 # What a job module imports: ``ctx``'s type and the stop it may see raised.
-__all__ = ["JobContext", "JobFailure", "JobStopped", "RowsResult", "execute", "patiently"]
+__all__ = [
+    "JobContext",
+    "JobFailure",
+    "JobStopped",
+    "Outcome",
+    "RowsResult",
+    "execute",
+    "patiently",
+]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 # At most one progress write per this many seconds, unless the percent changed;
 # a changed percent waits at most PROGRESS_CHANGE_INTERVAL (or, if the job
-# makes no further call, until its watchdog's next check writes it).
+# makes no further call, until its watchdog's next check writes it): at most
+# 20 writes a second, each a round trip for the job and a wake-up for every
+# waiter, and no poller tells 50 ms from 10.
 PROGRESS_MIN_INTERVAL = 0.1
-PROGRESS_CHANGE_INTERVAL = 0.01
-# Partial rows buffered beyond this many are written at the next call.
+PROGRESS_CHANGE_INTERVAL = 0.05
+# Partial rows buffered beyond this many are written at the next call that
+# comes PROGRESS_CHANGE_INTERVAL or more after the last write.
 PUBLISH_FLUSH_ROWS = 5_000
+# A ``_due`` that every call has reached: the job must stop (it raises).
+_NOW = float("-inf")
 
 
 class JobFailure(Exception):
@@ -102,6 +115,7 @@ class JobContext:
         "_chunk_bytes",
         "_columns",
         "_current",
+        "_due",
         "_header_pending",
         "_interruptible",
         "_kept",
@@ -118,12 +132,27 @@ class JobContext:
         "job_id",
         "keys",
         "on_progress",
+        "publish",
         "token",
         "truncated",
         "writes",
     )
 
-    def __init__(self, store: JobStore, keys: JobKeys, attempt: int = 1, token: str = "") -> None:
+    # ``ctx.publish(rows)``: append rows (JSON values) to the partial result;
+    # they are written, all at once, with the next progress write. A row JSON
+    # cannot hold fails the job there (``TypeError``). It is the buffer's own
+    # ``list.extend``: a job may call it for every row it makes.
+    publish: Callable[[Iterable[Any]], None]
+
+    def __init__(
+        self,
+        store: JobStore,
+        keys: JobKeys,
+        attempt: int = 1,
+        token: str = "",
+        *,
+        started: float | None = None,
+    ) -> None:
         self._store = store
         self.keys = keys
         self.job_id = keys.job_id
@@ -132,9 +161,22 @@ class JobContext:
         self._last_percent = -1  # the last percent written
         self._current = 0  # the last percent asked, clamped
         self._last_asked: object = None  # the last percent as the job passed it
-        self._last_write = 0.0
+        # As if written when the job started (``started``, monotonic; now by
+        # default): its first write waits as any other, so a job that ends
+        # within PROGRESS_CHANGE_INTERVAL writes none (its end is what a
+        # reader sees next, in the same round trip count as a job with no
+        # progress at all).
+        self._last_write = time.monotonic() if started is None else started
+        # The first moment a progress call may have something to write: the
+        # one check its common case makes (``_NOW`` once the job must stop).
+        self._due = self._last_write + PROGRESS_CHANGE_INTERVAL
         self._pending_message = ""
         self._pending_rows: list[Any] = []
+        # ``ctx.publish(rows)``: append rows (JSON values) to the partial
+        # result, written all at once with the next progress write (a row
+        # JSON cannot hold fails the job there). The buffer's own extend: no
+        # call of ours in a job's innermost loop.
+        self.publish = self._pending_rows.extend
         self._stop_status: str | None = None
         self._interruptible = False
         self.writes = 0
@@ -161,24 +203,29 @@ class JobContext:
     def progress(self, percent: float, message: str = "") -> None:
         """Report integer percent progress; raises ``JobStopped`` if the job
         was cancelled or timed out. Throttled: a changed percent is written
-        within 10 ms, anything else at most every 100 ms; what the job leaves
-        unwritten, its watchdog writes at its next check.
+        once 50 ms have passed since the last write (or the job's start),
+        anything else at most every 100 ms; what the job leaves unwritten,
+        its watchdog writes at its next check.
 
-        Called in a job's innermost loop, so the common case (nothing to write)
-        does as little as Python allows.
+        Called in a job's innermost loop, so the common case (nothing to write
+        for 50 ms after a write) does as little as Python allows: note what
+        was asked, read the clock once, compare it with one number.
         """
-        if self._stop_status is not None:
-            raise JobStopped(self._stop_status)
         if message:
             self._pending_message = message
         if percent != self._last_asked:
             self._last_asked = percent
             self._current = max(0, min(limits.PROGRESS_DONE, int(percent)))
         now = time.monotonic()
-        since = now - self._last_write
+        if now >= self._due:
+            self._progress_due(now)
+
+    def _progress_due(self, now: float) -> None:
+        """A progress call after ``_due``: stop, or write if there is reason to."""
+        self._raise_if_stopped()
         if (
-            since >= PROGRESS_MIN_INTERVAL
-            or (since >= PROGRESS_CHANGE_INTERVAL and self._current != self._last_percent)
+            now - self._last_write >= PROGRESS_MIN_INTERVAL
+            or self._current != self._last_percent
             or len(self._pending_rows) >= PUBLISH_FLUSH_ROWS
         ):
             self._write(self._current, now)
@@ -195,12 +242,6 @@ class JobContext:
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_MIN_INTERVAL:
             self._write(None, now)
-
-    def publish(self, rows: Iterable[Any]) -> None:
-        """Append rows (JSON values) to the partial result; they are written,
-        all at once, with the next progress write. A row JSON cannot hold
-        fails the job there (``TypeError``)."""
-        self._pending_rows.extend(rows)
 
     def flush(self) -> None:
         """Write what is pending (rows, percent, message) now, unthrottled:
@@ -280,10 +321,10 @@ class JobContext:
             # stays pending for the next write (its lease is taken back then,
             # unless the job was requeued meanwhile: then the write says so).
             log.warning("job %s cannot report progress: %s", self.job_id, exc)
-            self._last_write = now
+            self._wrote_at(now)
             return
         self.writes += 1
-        self._last_write = now
+        self._wrote_at(now)
         if percent is not None:
             self._last_percent = percent
         if self.on_progress is not None and status == Status.RUNNING.value:
@@ -299,8 +340,14 @@ class JobContext:
         self._header_pending = False
         self._pending_message = ""
         if status != Status.RUNNING.value:
-            self._stop_status = status
+            self.request_stop(status)
         self._raise_if_stopped()
+
+    def _wrote_at(self, now: float) -> None:
+        self._last_write = now
+        self._due = now + PROGRESS_CHANGE_INTERVAL
+        if self._stop_status is not None:  # (the watchdog's thread may have just stopped it)
+            self._due = _NOW
 
     def _raise_if_stopped(self) -> None:
         if self._stop_status is not None:
@@ -311,6 +358,7 @@ class JobContext:
         running its own code is interrupted now, and its ``on_stop``
         callbacks are called (here, in the watchdog's thread)."""
         self._stop_status = status
+        self._due = _NOW
         for callback in list(self._on_stop):
             try:
                 callback()
@@ -425,15 +473,30 @@ def patiently(call: Callable[[], R], what: str, patience: float = REDIS_PATIENCE
 SKIPPED = "skipped:"
 
 
+class Outcome(NamedTuple):
+    """What an execution did: ``text`` (``done``, ``failed:<why>``,
+    ``stopped:<status>``, ``skipped:<status>``, ``dropped``), and how the job
+    ended when this execution ended it (its duration observed in the same
+    script call); None when someone else ended it, or it did not end."""
+
+    text: str
+    end: JobEnd | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def execute(
     store: JobStore,
     settings: Settings,
     keys: JobKeys,
     on_progress: Callable[[int, str], None] | None = None,
-) -> str:
+) -> Outcome:
     """Run the job ``keys`` if it is still queued; returns what happened
     (``skipped:<status>`` when this execution did not take the job).
 
+    The job's queue wait is observed by its first start, its duration by the
+    end this execution writes (both in the same script call).
     Every line logged meanwhile carries the job's id and tenant and, once
     started, its type, attempt and the request id of the submit that made it.
     """
@@ -441,14 +504,27 @@ def execute(
         started = patiently(lambda: store.start(keys, worker_name()), f"start job {keys.job_id}")
         if not started.run:
             log.info("job %s not run: it is %s", keys.job_id, started.status)
-            return f"{SKIPPED}{started.status}"
-        if started.attempt == 1:
-            _observe_queue_wait(store, keys)
+            return Outcome(f"{SKIPPED}{started.status}")
         with logs.bound(type=started.type, attempt=started.attempt, request_id=started.request_id):
             log.info("job %s started", keys.job_id)
             outcome = _run_started(store, settings, keys, started, on_progress)
-            log.info("job %s ended: %s", keys.job_id, outcome)
+            log.info("job %s ended: %s", keys.job_id, outcome.text)
             return outcome
+
+
+def _ended(applied: Applied, error: dict[str, Any] | None = None) -> JobEnd | None:
+    """How the job ended, from the reply of the finish this execution wrote
+    (None when it did not apply, or the record had gone)."""
+    if not applied.applied or applied.status not in (Status.DONE.value, Status.FAILED.value):
+        return None
+    if error is None:
+        return JobEnd(Status(applied.status), None, "", applied.seconds, applied.counted)
+    code = ErrorCode(error["code"])
+    return JobEnd(Status.FAILED, code, str(error["message"]), applied.seconds, applied.counted)
+
+
+def _fail(store: JobStore, keys: JobKeys, error: dict[str, Any], token: str, what: str) -> Outcome:
+    return Outcome(what, _ended(store.end_failed(keys, error, token=token), error))
 
 
 def _run_started(
@@ -457,18 +533,16 @@ def _run_started(
     keys: JobKeys,
     started: Started,
     on_progress: Callable[[int, str], None] | None,
-) -> str:
+) -> Outcome:
     job_type = registry.get_available(started.type, settings)
     if job_type is None:
         error = internal_error(f"No job type {started.type!r} on this worker")
-        store.finish_failed(keys, error, token=started.token)
-        return "failed:unknown-type"
+        return _fail(store, keys, error, started.token, "failed:unknown-type")
     try:
         params = job_type.load_params(started.params or {})
     except ValidationError as exc:
         error = internal_error(f"Stored params no longer validate: {exc}")
-        store.finish_failed(keys, error, token=started.token)
-        return "failed:params"
+        return _fail(store, keys, error, started.token, "failed:params")
 
     ctx = JobContext(store, keys, started.attempt, started.token)
     ctx.on_progress = on_progress
@@ -479,27 +553,20 @@ def _run_started(
             value = job_type.func(ctx, **params)
     except JobStopped as stop:
         log.info("job %s stopped: %s", keys.job_id, stop.status)
-        return f"stopped:{stop.status}"
+        return Outcome(f"stopped:{stop.status}")
     except ResultTooLarge as exc:
         log.info("job %s published too much: %s", keys.job_id, exc)
         error = too_large(exc.size, settings)
-        patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
-        return "failed:too-large"
+        applied = patiently(lambda: store.end_failed(keys, error, token=ctx.token), "end the job")
+        return Outcome("failed:too-large", _ended(applied, error))
     except Exception as exc:
         log.info("job %s raised %r", keys.job_id, exc)
         error = job_error(exc, settings)
-        patiently(lambda: store.finish_failed(keys, error, token=ctx.token), "end the job")
-        return "failed:job-error"
+        applied = patiently(lambda: store.end_failed(keys, error, token=ctx.token), "end the job")
+        return Outcome("failed:job-error", _ended(applied, error))
     finally:
         process_state.running = False
     return _store_result(store, settings, ctx, value)
-
-
-def _observe_queue_wait(store: JobStore, keys: JobKeys) -> None:
-    try:
-        JobMetrics(store.redis).started(keys)
-    except redis.RedisError as exc:  # a metric is not worth failing a job
-        log.warning("job %s: queue wait not observed: %s", keys.job_id, exc)
 
 
 def job_end(store: JobStore, keys: JobKeys) -> JobEnd | None:
@@ -530,7 +597,7 @@ def too_large(size: int, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> str:
+def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: Any) -> Outcome:
     keys, token = ctx.keys, ctx.token
     if isinstance(value, RowsResult):
         return _store_rows(store, settings, ctx, value)
@@ -538,42 +605,44 @@ def _store_result(store: JobStore, settings: Settings, ctx: JobContext, value: A
         result_json = dumps(value)
     except TypeError as exc:
         error = internal_error(f"The job's result is not JSON: {exc}")
-        store.finish_failed(keys, error, token=token)
-        return "failed:not-json"
+        return _fail(store, keys, error, token, "failed:not-json")
     size = len(result_json.encode())
     if size > settings.max_result_bytes:
-        store.finish_failed(keys, too_large(size, settings), token=token)
-        return "failed:too-large"
+        return _fail(store, keys, too_large(size, settings), token, "failed:too-large")
     if size > RESULT_CHUNK_BYTES:
         return _store_chunked_value(store, ctx, value, result_json)
-    finish = lambda: store.finish_done(keys, result_json, token=token, truncated=ctx.truncated)  # noqa: E731
-    return "done" if patiently(finish, "store the result") else "dropped"
+    return _done(store, ctx, result_json)
 
 
-def _store_rows(store: JobStore, settings: Settings, ctx: JobContext, rows: RowsResult) -> str:
+def _done(
+    store: JobStore, ctx: JobContext, result_json: str, chunks: Chunks | None = None
+) -> Outcome:
+    """Store the result (or its manifest) and make the job DONE."""
+
+    def finish() -> Applied:
+        return store.end_done(
+            ctx.keys, result_json, token=ctx.token, chunks=chunks, truncated=ctx.truncated
+        )
+
+    applied = patiently(finish, "store the result")
+    if applied.applied:
+        return Outcome("done", _ended(applied))
+    return Outcome("dropped")
+
+
+def _store_rows(store: JobStore, settings: Settings, ctx: JobContext, rows: RowsResult) -> Outcome:
     """The published rows as the result: an ordinary result when they fit one
     chunk, else their chunks kept as the result's (nothing is rewritten)."""
-    keys, token = ctx.keys, ctx.token
-    if rows.kept is not None:
-        text = b"".join(rows_json(rows.columns, [b"".join(rows.kept).decode()])).decode()
-        if len(text.encode()) > settings.max_result_bytes:
-            store.finish_failed(keys, too_large(len(text.encode()), settings), token=token)
-            return "failed:too-large"
-
-        def finish() -> bool:
-            return store.finish_done(keys, text, token=token, truncated=ctx.truncated)
-
-    else:
-
-        def finish() -> bool:
-            return store.finish_done(
-                keys, manifest(ROWS), token=token, chunks=Chunks.PARTIAL, truncated=ctx.truncated
-            )
-
-    return "done" if patiently(finish, "store the result") else "dropped"
+    if rows.kept is None:
+        return _done(store, ctx, manifest(ROWS), Chunks.PARTIAL)
+    text = b"".join(rows_json(rows.columns, [b"".join(rows.kept).decode()])).decode()
+    size = len(text.encode())
+    if size > settings.max_result_bytes:
+        return _fail(store, ctx.keys, too_large(size, settings), ctx.token, "failed:too-large")
+    return _done(store, ctx, text)
 
 
-def _store_chunked_value(store: JobStore, ctx: JobContext, value: Any, result_json: str) -> str:
+def _store_chunked_value(store: JobStore, ctx: JobContext, value: Any, result_json: str) -> Outcome:
     """A returned value over one chunk, written in chunks: a table (a list, or
     ``{"columns", "rows"}``) as lines of rows, so csv and ndjson stream it
     too; anything else as pieces of its JSON text (served as json)."""
@@ -596,11 +665,5 @@ def _store_chunked_value(store: JobStore, ctx: JobContext, value: Any, result_js
             return store.write_chunk(keys, index, piece, token=token)
 
         if not patiently(write, "store the result"):
-            return "dropped"
-
-    def finish() -> bool:
-        return store.finish_done(
-            keys, manifest(kind), token=token, chunks=Chunks.WRITTEN, truncated=ctx.truncated
-        )
-
-    return "done" if patiently(finish, "store the result") else "dropped"
+            return Outcome("dropped")
+    return _done(store, ctx, manifest(kind), Chunks.WRITTEN)

@@ -236,6 +236,12 @@ class _Watcher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._wakes_at = 0.0  # when the thread will look again by itself
+        # With no job to watch, the thread still looks every watchdog interval
+        # (the last job's): the next job's first check is never earlier than
+        # that, so adding it needs no wake-up. (Sleeping longer made every
+        # job of a busy process wake the thread: a short job is gone by the
+        # time the thread runs, the thread found none and slept long again.)
+        self._idle_wait = 60.0
 
     def add(self, dog: Watchdog) -> None:
         with self._cv:
@@ -248,6 +254,7 @@ class _Watcher:
                 self._thread.start()
             at = time.monotonic() + dog.settings.watchdog_interval
             self._dogs[dog] = at
+            self._idle_wait = dog.settings.watchdog_interval
             if at < self._wakes_at:  # (a wake-up per job would cost more than it saves)
                 self._cv.notify_all()
 
@@ -265,7 +272,7 @@ class _Watcher:
                 now = time.monotonic()
                 due = [dog for dog, at in self._dogs.items() if at <= now]
                 if not due:
-                    self._wakes_at = min(self._dogs.values(), default=now + 60)
+                    self._wakes_at = min(self._dogs.values(), default=now + self._idle_wait)
                     self._cv.wait(max(0.001, self._wakes_at - now))
                     continue
                 for dog in due:

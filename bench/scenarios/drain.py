@@ -13,6 +13,11 @@ queue list first shrinks (the first message was taken) and stops when the list
 is empty and nothing is left unacknowledged (with ``acks_late`` a message is
 acknowledged after its task returned). For Jobgate every record is then
 checked to be DONE. Repetitions alternate, each on an emptied Redis.
+
+CPU per job (user + system, from /proc) is reported for the worker's main
+process (the consumer: kombu, the pool's bookkeeping) and its pool processes
+(the task) apart, and for Redis: on a shared machine the jobs/s move with
+the load, the CPU a job costs much less.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from bench.common import (
     child_env,
     fresh_redis,
     log,
+    pid_cpu_seconds,
     ratio_spread,
     spread,
 )
@@ -49,6 +55,8 @@ from workers.store import CreateOutcome
 from workers.store.values import canonical_params
 
 JOBS = 5_000
+# Issue 17: drain within 25 % of bare Celery prefork x 2.
+TARGET = 0.75
 POLL_EVERY = 0.01
 CONFIRM = 0.2
 BATCH = 1_000
@@ -60,6 +68,11 @@ class Drain:
     seconds: float
     worker_cpu: float
     redis_cpu: float
+    main_cpu: float = 0.0  # the worker's main process alone (the rest: its pool)
+
+    @property
+    def pool_cpu(self) -> float:
+        return self.worker_cpu - self.main_cpu
 
     @property
     def rate(self) -> float:
@@ -131,7 +144,7 @@ def time_drain(r: BenchRedis, queue: str, jobs: int, worker: Proc, timeout: floa
         return sum(int(n) for n in waiting), int(unacked)
 
     deadline = time.monotonic() + timeout
-    started = cpu0 = rcpu0 = 0.0
+    started = cpu0 = rcpu0 = main0 = 0.0
     while True:
         if time.monotonic() > deadline:
             raise BenchError(f"{worker.name} did not drain {jobs} jobs within {timeout:g} s")
@@ -139,14 +152,16 @@ def time_drain(r: BenchRedis, queue: str, jobs: int, worker: Proc, timeout: floa
         now = time.monotonic()
         if not started and waiting < jobs:
             started, cpu0, rcpu0 = now, worker.cpu_seconds(), r.cpu_seconds()
+            main0 = pid_cpu_seconds(worker.pgid)
         if started and waiting == 0 and unacked == 0:
             # kombu pops a message (BRPOP) before it records it as unacked:
             # an empty list and no unacked message may be the last message in
             # flight. Done only if it still holds a moment later.
             worker_cpu, redis_cpu = worker.cpu_seconds() - cpu0, r.cpu_seconds() - rcpu0
+            main_cpu = pid_cpu_seconds(worker.pgid) - main0
             time.sleep(CONFIRM)
             if backlog() == (0, 0):
-                return Drain(jobs, now - started, worker_cpu, redis_cpu)
+                return Drain(jobs, now - started, worker_cpu, redis_cpu, main_cpu)
             continue
         if not started:
             worker.check_alive()
@@ -228,11 +243,14 @@ def run(ctx: RunContext) -> list[Row]:
             spread(jg_rate),
             spread(base_rate),
             ratio_spread(jg_rate, base_rate),
-            "≥ 0.7x",
-            ratio >= 0.7,
-            f"CPU per job: Jobgate worker {_ms(jg, 'worker_cpu')} ms + Redis "
-            f"{_ms(jg, 'redis_cpu')} ms, baseline worker {_ms(base, 'worker_cpu')} ms + Redis "
-            f"{_ms(base, 'redis_cpu')} ms; Jobgate first start → last finish from the "
+            f"≥ {TARGET}x",
+            ratio >= TARGET,
+            f"CPU per job: Jobgate worker {_ms(jg, 'worker_cpu')} ms (main process "
+            f"{_ms(jg, 'main_cpu')}, pool {_ms(jg, 'pool_cpu')}) + Redis "
+            f"{_ms(jg, 'redis_cpu')} ms, baseline worker {_ms(base, 'worker_cpu')} ms (main "
+            f"{_ms(base, 'main_cpu')}, pool {_ms(base, 'pool_cpu')}) + Redis "
+            f"{_ms(base, 'redis_cpu')} ms; CPU ratio (worker + Redis) "
+            f"{_cpu_ratio(jg, base):.2f}x; Jobgate first start → last finish from the "
             f"records: {', '.join(spans)} jobs/s",
             fmt="{:,.0f}",
         )
@@ -240,4 +258,15 @@ def run(ctx: RunContext) -> list[Row]:
 
 
 def _ms(drains: list[Drain], what: str) -> str:
-    return f"{spread([getattr(d, what) / d.jobs * 1000 for d in drains]).median:.2f}"
+    return f"{_per_job(drains, what):.2f}"
+
+
+def _per_job(drains: list[Drain], what: str) -> float:
+    return spread([getattr(d, what) / d.jobs * 1000 for d in drains]).median
+
+
+def _cpu_ratio(jg: list[Drain], base: list[Drain]) -> float:
+    """Baseline CPU per job over Jobgate's, worker and Redis: what the jobs/s
+    ratio would be on an otherwise idle machine of the same cores."""
+    jg_ms = _per_job(jg, "worker_cpu") + _per_job(jg, "redis_cpu")
+    return (_per_job(base, "worker_cpu") + _per_job(base, "redis_cpu")) / jg_ms

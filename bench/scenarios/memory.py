@@ -49,7 +49,9 @@ from workers.config import Settings
 from workers.keys import JobKeys
 
 JOBS = 10_000
-RETENTION = 60  # seconds: longer than a repetition's load phase
+# Seconds: longer than a repetition's load phase, also on a loaded machine
+# (10,000 jobs at 100 jobs/s outlive a 60 s retention).
+RETENTION = 180
 TOMBSTONE_TTL = 2
 WARM_UP = 20
 SETTLE = 5.0  # seconds after the last job ended before M1 is read
@@ -254,8 +256,8 @@ def run(ctx: RunContext) -> list[Row]:
             spread(per_job),
             None,
             f"{spread(per_job).median / 1024:.2f} KiB",
-            "≤ 2 KiB",
-            spread(per_job).median <= 2048,
+            "≤ 1 KiB",
+            spread(per_job).median <= 1024,
             f"read {SETTLE:g} s after the last job ended; read at once: "
             f"{spread([rep.per_job_at_once for rep in reps]).text()} B per job; after a SCAN "
             f"reclaimed the keys already expired that Redis still held "

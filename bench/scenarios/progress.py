@@ -46,6 +46,8 @@ from workers.store import JobStore
 
 N = 100_000
 MAX_WRITES = 110
+# Issue 17: the loop reporting progress within 10 % of the silent loop.
+TARGET = 1.1
 
 
 def run_job(r: BenchRedis, web: WebServer, job_type: str) -> tuple[float, int]:
@@ -132,8 +134,8 @@ def run(ctx: RunContext) -> list[Row]:
             spread(loud),
             spread(silent),
             ratio_spread(loud, silent),
-            "≤ 1.3x",
-            ratio <= 1.3,
+            f"≤ {TARGET}x",
+            ratio <= TARGET,
             f"in-process loop only: {spread(inproc_loud).text('{:.0f}')} ms vs quiet ctx "
             f"{spread(inproc_quiet).text('{:.0f}')} ms = {inproc_ratio:.2f}x",
         ),

@@ -45,7 +45,7 @@ def test_fast_job_answers_201_with_inline_result(api: FlaskClient) -> None:
 
 
 def test_a_percent_the_job_left_unwritten_is_written_by_its_watchdog(api: FlaskClient) -> None:
-    # 1 % then 2 % within 10 ms: the 2 % is held; the job then makes no call.
+    # 1 % then 2 % within 50 ms of the start: both held; the job then makes no call.
     location = submit(api, "test.held", params={"seconds": 5}).headers["Location"]
 
     seen = poll_until(api, location, lambda d: d["progress"] == 2, timeout=5)

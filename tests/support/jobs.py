@@ -62,7 +62,7 @@ def fragile(ctx: JobContext, steps: int, delay: float) -> dict[str, int]:
 
 @job("test.held", params=SecondsParams, description="Reports 1 % then 2 % at once, then sleeps.")
 def held(ctx: JobContext, seconds: float) -> str:
-    """Its 2 % comes within 10 ms of the 1 %: only the watchdog can write it."""
+    """Its 1 % and 2 % come within 50 ms of its start: only the watchdog can write them."""
     ctx.progress(1)
     ctx.progress(2)
     time.sleep(seconds)

@@ -44,21 +44,21 @@ def test_buckets_are_stored_apart_and_read_back_cumulative() -> None:
     assert series.total == 9.5
 
 
-def test_a_done_job_is_counted_once_in_the_bucket_of_its_duration(
+def test_a_job_someone_else_ended_is_counted_once_by_the_first_look(
     store: JobStore, client: Any, make_job: MakeJob
 ) -> None:
     keys = make_job("RUNNING")
     ran_for(client, keys, 2.0)
-    assert store.finish_done(keys, "{}")
+    assert store.fail(keys, ErrorCode.CANCELLED_BY_USER, "Cancelled by the user")
     metrics = JobMetrics(client)
 
     first, second = metrics.ended(keys), metrics.ended(keys)
 
-    assert first.status is Status.DONE and first.first_seen and not second.first_seen
+    assert first.status is Status.FAILED and first.first_seen and not second.first_seen
     assert first.seconds is not None and 2.0 <= first.seconds < 2.5
     counts = client.hgetall(keyspace.JOB_DURATION)
-    assert counts["demo.count|DONE|2.5"] == "1"
-    assert "demo.count|DONE|1.0" not in counts
+    assert counts["demo.count|FAILED|2.5"] == "1"
+    assert "demo.count|FAILED|1.0" not in counts
 
 
 def test_a_failed_job_ends_with_its_code_and_message(
@@ -75,16 +75,62 @@ def test_a_failed_job_ends_with_its_code_and_message(
     )
 
 
-def test_a_started_job_adds_its_wait_by_type(
-    store: JobStore, client: Any, make_job: MakeJob
+def test_a_first_start_adds_the_jobs_wait_by_type_and_a_second_does_not(
+    store: JobStore, client: Any, keys: JobKeys
 ) -> None:
-    keys = make_job("RUNNING")
+    store.create(
+        keys, "demo.count", '{"n":3}', poll_timeout=0, retention=RETENTION,
+        max_runtime=MAX_RUNTIME,
+    )  # fmt: skip
+    client.hset(keys.record, "created", int(client.hget(keys.record, "created")) - 700)
 
-    JobMetrics(client).started(keys)
+    assert store.start(keys, "w1").run
+    client.delete(keys.lease)  # its worker died: the sweep requeues the job
+    client.zadd(keyspace.DUE, {keys.task_arg(): 0})
+    store.sweep_due()
+    assert store.start(keys, "w2").attempt == 2
 
     (series,) = histograms(client.hgetall(keyspace.JOB_QUEUE_WAIT), JOB_BUCKETS, 1)
     assert series.labels == ("demo.count",)
     assert series.buckets[-1] == ("+Inf", 1)
+    assert dict(series.buckets)["0.5"] == 0 and dict(series.buckets)["1.0"] == 1
+    assert 0.7 <= series.total < 1.0
+
+
+def test_the_workers_finish_counts_the_duration_once_and_says_so(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    keys = make_job("RUNNING")
+    ran_for(client, keys, 0.3)
+
+    applied = store.end_done(keys, "{}")
+    again = JobMetrics(client).ended(keys)
+
+    assert applied.applied and applied.counted
+    assert applied.seconds is not None and 0.3 <= applied.seconds < 0.5
+    assert again.status is Status.DONE and not again.first_seen
+    assert client.hgetall(keyspace.JOB_DURATION)["demo.count|DONE|0.5"] == "1"
+
+
+def test_a_failed_finish_counts_the_duration_under_failed(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    keys = make_job("RUNNING")
+
+    applied = store.end_failed(keys, {"code": "JOB_ERROR", "message": "boom", "retryable": False})
+
+    assert (applied.status, applied.applied, applied.counted) == ("FAILED", True, True)
+    counted = histograms(client.hgetall(keyspace.JOB_DURATION), JOB_BUCKETS, 2)
+    assert [(s.labels, s.buckets[-1][1]) for s in counted] == [(("demo.count", "FAILED"), 1)]
+
+
+def test_a_refused_finish_counts_nothing(store: JobStore, client: Any, make_job: MakeJob) -> None:
+    keys = make_job("FAILED")
+
+    applied = store.end_done(keys, "{}")
+
+    assert not applied.applied and not applied.counted and applied.seconds is None
+    assert client.hgetall(keyspace.JOB_DURATION) == {}
 
 
 def test_the_sweep_reports_a_job_it_failed_for_a_lost_worker(

@@ -59,8 +59,10 @@ class FakeClock:
         self.now += seconds
 
 
-def context(store: CountingStore) -> JobContext:
-    return JobContext(cast(JobStore, store), JobKeys("t1", "job-1"))
+def context(store: CountingStore, started: float | None = float("-inf")) -> JobContext:
+    """A context of a job that started long ago (its next report is due),
+    or at ``started`` (None: now)."""
+    return JobContext(cast(JobStore, store), JobKeys("t1", "job-1"), started=started)
 
 
 @pytest.fixture
@@ -78,8 +80,10 @@ def test_fast_progress_loop_is_throttled(fake_clock: FakeClock) -> None:
     for step in range(CALLS):
         ctx.progress(step * 100 // CALLS, f"step {step}")
 
-    # One write per integer percent (100), plus at most one per 100 ms (10).
-    assert 100 <= len(store.reports) <= 110
+    # A changed percent every 10 ms of (fake) time: one write per 50 ms.
+    assert (
+        1 / PROGRESS_CHANGE_INTERVAL - 1 <= len(store.reports) <= 1 / PROGRESS_CHANGE_INTERVAL + 1
+    )
     assert ctx.writes == len(store.reports)
 
 
@@ -92,7 +96,7 @@ def test_fast_progress_loop_is_throttled_in_real_time() -> None:
         ctx.progress(step * 100 // CALLS)
     elapsed = time.monotonic() - started
 
-    assert len(store.reports) <= 100 + elapsed / PROGRESS_MIN_INTERVAL + 1
+    assert len(store.reports) <= elapsed / PROGRESS_CHANGE_INTERVAL + 1
 
 
 def test_unchanged_percent_writes_at_most_every_100_ms(fake_clock: FakeClock) -> None:
@@ -119,6 +123,22 @@ def test_a_new_percent_is_written_once_10_ms_have_passed(fake_clock: FakeClock) 
 
     assert [percent for percent, _, _ in store.reports] == [1, 3]
     assert ctx.held_percent() is None
+
+
+def test_a_job_writes_nothing_in_its_first_10_ms_and_then_what_it_reported(
+    fake_clock: FakeClock,
+) -> None:
+    store = CountingStore()
+    ctx = context(store, started=None)
+
+    ctx.progress(100, "all of it")  # a short job: its end says as much, no write
+    assert store.reports == []
+    assert ctx.held_percent() == 100
+
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
+    ctx.progress(100)
+
+    assert store.reports == [(100, "Running: all of it", "")]
 
 
 def test_nothing_is_held_before_the_first_report() -> None:
@@ -164,7 +184,12 @@ def test_large_unwritten_rows_bypass_the_throttle(fake_clock: FakeClock) -> None
     ctx = context(store)
     ctx.progress(10)
 
-    ctx.publish([{"row": i} for i in range(runtime.PUBLISH_FLUSH_ROWS)])
+    ctx.publish([{"row": i} for i in range(runtime.PUBLISH_FLUSH_ROWS - 1)])
+    fake_clock.advance(PROGRESS_CHANGE_INTERVAL)
+    ctx.progress(10)  # same percent, within 100 ms, too few rows: held
+    assert len(store.reports) == 1
+
+    ctx.publish([{"row": runtime.PUBLISH_FLUSH_ROWS}])
     ctx.progress(10)
 
     assert len(store.reports) == 2

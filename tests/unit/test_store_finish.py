@@ -122,7 +122,8 @@ def test_finished_job_leaves_no_key_without_ttl(
         keyspace.SEQUENCE,
         keyspace.STATS,
     }
-    assert set(ttls) == {job.record, job.result, job.tombstone, *listing}
+    histograms = {keyspace.JOB_QUEUE_WAIT, keyspace.JOB_DURATION}
+    assert set(ttls) == {job.record, job.result, job.tombstone, *listing, *histograms}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
 
 

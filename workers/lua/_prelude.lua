@@ -33,14 +33,33 @@ local function queue_position()
   return rank
 end
 
--- Redis's clock in ms (workers/store/values.py redis_ms reads TIME the same way).
+-- Redis's clock in ms (workers/store/values.py redis_ms reads TIME the same way),
+-- read once a call: a script is one atomic step, at one time.
+local NOW_MS = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if NOW_MS == nil then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
 end
 
+-- Record fields that no script changes once create_job has written them:
+-- read from Redis once a call (a field the record lacks is not remembered).
+local FIXED_FIELDS = {poll_timeout = true, retention = true, max_runtime = true,
+  max_attempts = true}
+local fixed = {}
+
 local function hget_num(field)
-  return tonumber(redis.call('HGET', K_RECORD, field) or '0')
+  local known = fixed[field]
+  if known ~= nil then
+    return known
+  end
+  local raw = redis.call('HGET', K_RECORD, field)
+  if raw and FIXED_FIELDS[field] then
+    fixed[field] = tonumber(raw)
+  end
+  return tonumber(raw or '0')
 end
 
 local function is_terminal(status)
@@ -51,10 +70,12 @@ end
 -- someone waits (ensure_stream): a job nobody waits for costs no stream and
 -- no write here. It never outlives the job: ``life_ms`` caps its TTL (blocked
 -- readers are served when the script ends, so even 1 ms wakes them).
+-- ``progress`` nil: the record's, read only when there is a stream.
 local function notify(status, progress, life_ms)
   if redis.call('EXISTS', K_EVENTS) == 0 then
     return
   end
+  progress = progress or redis.call('HGET', K_RECORD, 'progress') or '0'
   life_ms = life_ms or redis.call('PTTL', K_RECORD)
   redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, life_ms)))
@@ -273,7 +294,7 @@ local function requeue(now, outcome, message)
   redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
   schedule_due()
   count('requeued:' .. outcome)
-  notify(STATUS_INITIALIZED, redis.call('HGET', K_RECORD, 'progress') or '0')
+  notify(STATUS_INITIALIZED)
   return STATUS_INITIALIZED
 end
 
@@ -292,7 +313,6 @@ local function finish(now, status, message, err, finished_at)
   redis.call('ZREM', K_ACTIVE, JOB_ID)
   redis.call('ZREM', K_DUE, MEMBER)
   redis.call('ZREM', K_REQUEUE, MEMBER)
-  redis.call('HDEL', K_RECORD, 'lease')
   redis.call('DEL', K_HB, K_LEASE)
   del_partial()
   if ttl <= 0 then
@@ -303,19 +323,29 @@ local function finish(now, status, message, err, finished_at)
     notify(status, 0, 1)
     return ABSENT_GONE
   end
-  local progress = redis.call('HGET', K_RECORD, 'progress') or '0'
+  local progress = PROGRESS_DONE
+  -- (When it expires is 'finished' + 'retention': workers/store/records.py.)
+  redis.call('HSET', K_RECORD, 'status', status, 'finished', finished_at)
   if status == STATUS_DONE then
-    progress = PROGRESS_DONE
     expire_result(ttl)
+    -- A DONE job's progress is PROGRESS_DONE and its message 'Done in <its
+    -- run time> seconds', by definition (records.py reads them so, from
+    -- 'started' and 'finished'): neither is kept.
+    redis.call('HDEL', K_RECORD, 'progress', 'message')
   else
+    progress = redis.call('HGET', K_RECORD, 'progress') or '0'
     del_result()
+    redis.call('HSET', K_RECORD, 'message', message)
   end
-  redis.call('HSET', K_RECORD, 'status', status, 'message', message,
-    'progress', progress, 'finished', finished_at, 'expires', expires)
   if err then
     redis.call('HSET', K_RECORD, 'error', err)
   end
-  redis.call('HDEL', K_RECORD, 'deadline')
+  -- What only a live job needs: its lease, poll deadline, last message's
+  -- time (lost_message.lua), place in the queue, runtime and attempts
+  -- limits. Fewer bytes kept for the retention (the record stays a listpack
+  -- of a smaller size class). 'msgs' stays: how many messages the job took.
+  redis.call('HDEL', K_RECORD, 'lease', 'deadline', 'lease_ms', 'sent', 'order',
+    'max_runtime', 'max_attempts')
   redis.call('PEXPIRE', K_RECORD, ttl)
   redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)
   keep_listed_until(now + ttl + TOMB_TTL_MS)

@@ -6,7 +6,9 @@
 --   were written by write_chunk: the payload is their manifest either way),
 --   truncated ('1': the job cut its result short)
 -- A worker whose lease another execution has taken over writes nothing.
--- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}.
+-- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}, and when it
+-- applied: the seconds the job ran (text, or false) and 1 when this call
+-- counted them in the duration histogram (observe_end), else 0.
 local outcome, payload, chunks, truncated = ARGS[1], ARGS[2], ARGS[3] or '', ARGS[4] or ''
 local now = now_ms()
 local refused = refuse_unless_owned_running(now)
@@ -14,7 +16,6 @@ if refused then
   return refused
 end
 if outcome == STATUS_DONE then
-  local seconds = (now - hget_num('started')) / 1000
   local bytes = string.len(payload)
   if chunks == CHUNKS_PARTIAL then
     local n = math.max(1, hget_num('pchunks'))
@@ -38,7 +39,10 @@ if outcome == STATUS_DONE then
   if truncated == '1' then
     redis.call('HSET', K_RECORD, 'truncated', '1')
   end
-  return {finish(now, STATUS_DONE, string.format('Done in %.3f seconds', seconds), nil, now), 1}
+  -- (Its message, 'Done in <seconds> seconds', is read from its times: records.py.)
+  local status = finish(now, STATUS_DONE, '', nil, now)
+  return {status, 1, observe_end(status, true)}
 end
 local message = cjson.decode(payload)['message']
-return {finish(now, STATUS_FAILED, message, payload, now), 1}
+local status = finish(now, STATUS_FAILED, message, payload, now)
+return {status, 1, observe_end(status, true)}

@@ -3,6 +3,7 @@
 -- ARGS: worker name, lease_ms
 -- Returns {'missing'} | {'gone'} | {'skip', status} |
 --   {'run', type, params, attempt, request_id ('' when the record has none)}.
+-- A first execution also observes the job's queue wait (created → started).
 local worker, lease_ms = ARGS[1], tonumber(ARGS[2])
 local now = now_ms()
 local status = settle(now)
@@ -35,6 +36,9 @@ if hget_num('poll_timeout') == 0 then
   renew_live_ttl()
 end
 schedule_due()
-notify(STATUS_RUNNING, redis.call('HGET', K_RECORD, 'progress'))
-local fields = redis.call('HMGET', K_RECORD, 'type', 'params', 'rid')
+notify(STATUS_RUNNING)
+local fields = redis.call('HMGET', K_RECORD, 'type', 'params', 'rid', 'created')
+if attempt == 1 and fields[4] then
+  observe(K_QUEUE_WAIT, fields[1], (now - tonumber(fields[4])) / 1000)
+end
 return {TAG_RUN, fields[1], fields[2], attempt, fields[3] or ''}

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from workers import limits
 from workers.keys import JobKeys
 from workers.registry import DEFAULT_PRIORITY
 from workers.states import Status
@@ -15,6 +16,33 @@ from workers.store.scripts import ReadReply, StartReply
 
 def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
+
+
+def _message(raw: dict[str, str]) -> str:
+    """A DONE record keeps no message: it is 'Done in <its run time> seconds'
+    (finish, in the prelude)."""
+    if "message" in raw:
+        return raw["message"]
+    if raw.get("status") == Status.DONE.value and raw.get("started") and raw.get("finished"):
+        seconds = (int(raw["finished"]) - int(raw["started"])) / 1000
+        return f"Done in {seconds:.3f} seconds"
+    return ""
+
+
+def _progress(raw: dict[str, str]) -> int:
+    """A DONE record keeps no progress: it is PROGRESS_DONE (finish, in the prelude)."""
+    if "progress" in raw:
+        return int(raw["progress"])
+    return limits.PROGRESS_DONE if raw.get("status") == Status.DONE.value else 0
+
+
+def _expires_ms(raw: dict[str, str]) -> int | None:
+    """When a terminal job's keys expire: its end plus its retention (records
+    written before 'expires' was left out carry it)."""
+    if raw.get("expires"):
+        return int(raw["expires"])
+    finished = _int_or_none(raw.get("finished"))
+    return None if finished is None else finished + int(raw["retention"]) * 1000
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,7 @@ class JobRecord:
     result_bytes: int | None = None
     result_json: str | None = None
     queue_position: int | None = None
+    # A live job's: a terminal record keeps neither (nor max_runtime: 0 then).
     order: int = 0
     max_attempts: int = 1
     runs: tuple[Execution, ...] = ()
@@ -99,19 +128,19 @@ class JobRecord:
             type=raw["type"],
             params=orjson.loads(raw["params"]),
             status=Status(raw["status"]),
-            progress=int(raw.get("progress", 0)),
-            message=raw.get("message", ""),
+            progress=_progress(raw),
+            message=_message(raw),
             created_ms=int(raw["created"]),
             poll_timeout=int(raw["poll_timeout"]),
             retention=int(raw["retention"]),
-            max_runtime=int(raw["max_runtime"]),
+            max_runtime=int(raw.get("max_runtime", 0)),
             attempt=int(raw.get("attempt", 0)),
             now_ms=reply.now_ms,
             last_event_id=reply.last_event_id,
             started_ms=_int_or_none(raw.get("started")),
             deadline_ms=_int_or_none(raw.get("deadline")),
             finished_ms=_int_or_none(raw.get("finished")),
-            expires_ms=_int_or_none(raw.get("expires")),
+            expires_ms=_expires_ms(raw),
             error=orjson.loads(error) if error else None,
             result_bytes=_int_or_none(raw.get("result_bytes")),
             result_json=reply.result_json,

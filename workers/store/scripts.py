@@ -14,6 +14,7 @@ the enum (a script and its parser out of step).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
@@ -65,12 +66,18 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
     ("K_LISTED", lambda job, queue: keyspace.tenant_listed(job.tenant)),
     ("K_DUE", lambda job, queue: keyspace.DUE),
     ("K_REQUEUE", lambda job, queue: keyspace.REQUEUE),
+    ("K_QUEUE_WAIT", lambda job, queue: keyspace.JOB_QUEUE_WAIT),
+    ("K_DURATION", lambda job, queue: keyspace.JOB_DURATION),
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def script_keys(job: JobKeys, queue_key: str) -> list[str]:
     """The KEYS of any script for ``job``, in the order the prelude names them
-    (``queue_key``: a queue index, ``keyspace.queue_index``)."""
+    (``queue_key``: a queue index, ``keyspace.queue_index``).
+
+    Cached: a worker calls two or three scripts per job with the same keys
+    (the list is only ever read)."""
     return [build(job, queue_key) for _name, build in SCRIPT_KEYS]
 
 
@@ -127,7 +134,15 @@ def lua_constants() -> str:
         lines += [f"local {prefix}_{o.name} = {_lua_string(o.value)}" for o in outcomes]
     lines += [f"local {name} = {value}" for name, value in LUA_LIMITS.items()]
     lines.append(f"local QUEUE_INDEX_PREFIX = {_lua_string(keyspace.QUEUE_INDEX_PREFIX)}")
+    bounds = ", ".join(_lua_string(repr(bound)) for bound in limits.JOB_BUCKETS)
+    lines.append(f"local JOB_BUCKETS = {{{bounds}}}")
     return "\n".join(lines) + "\n"
+
+
+def observe_lua() -> str:
+    """The Lua function that adds one observation to a job histogram
+    (``workers/lua/_observe.lua``): the job scripts' and the metrics' own."""
+    return (LUA_DIR / "_observe.lua").read_text()
 
 
 def generated_prelude() -> str:
@@ -147,7 +162,7 @@ def lua_source(name: str) -> str:
     """The full text of script ``name``: generated prelude, shared Lua, its own."""
     shared = (LUA_DIR / "_prelude.lua").read_text()
     own = (LUA_DIR / f"{name}.lua").read_text()
-    return generated_prelude() + shared + "\n" + own
+    return generated_prelude() + observe_lua() + shared + "\n" + own
 
 
 # -- replies ----------------------------------------------------------------
@@ -215,14 +230,23 @@ class ResendReason(enum.StrEnum):
 
 class Applied(NamedTuple):
     """The reply of fail_job, finish_job and hand_back: the job's status after
-    the call (or 'missing', 'gone', 'LEASE_LOST'), and whether the call changed it."""
+    the call (or 'missing', 'gone', 'LEASE_LOST'), and whether the call changed it.
+
+    finish_job also tells, when it applied, the seconds the job ran and
+    whether it counted them in the duration histogram (it always does, unless
+    the record had gone)."""
 
     status: str
     applied: bool
+    seconds: float | None = None
+    counted: bool = False
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Applied:
-        return cls(str(reply[0]), bool(reply[1]))
+        if len(reply) < 4:
+            return cls(str(reply[0]), bool(reply[1]))
+        seconds = float(reply[2]) if reply[2] else None
+        return cls(str(reply[0]), bool(reply[1]), seconds, bool(reply[3]))
 
 
 class StartReply(NamedTuple):

@@ -254,7 +254,6 @@ class JobStore(Recovery, Liveness):
         reply = self._run("report_progress", keys, pct, message, rows, chunk, token=token)
         return str(reply[0])
 
-    @backend_errors
     def finish_done(
         self,
         keys: JobKeys,
@@ -268,6 +267,32 @@ class JobStore(Recovery, Liveness):
 
         With ``chunks``, ``result_json`` is the manifest of a result kept in
         chunks (the partial rows', or those ``write_chunk`` wrote)."""
+        return self.end_done(
+            keys, result_json, token=token, chunks=chunks, truncated=truncated
+        ).applied
+
+    @backend_errors
+    def write_chunk(self, keys: JobKeys, index: int, data: str, *, token: str = "") -> bool:
+        """Write chunk ``index`` of a large result before ``finish_done``;
+        False if the job had stopped."""
+        return Applied.parse(self._run("write_chunk", keys, index, data, token=token)).applied
+
+    def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
+        """Make the job FAILED with ``error``; False if it had stopped."""
+        return self.end_failed(keys, error, token=token).applied
+
+    @backend_errors
+    def end_done(
+        self,
+        keys: JobKeys,
+        result_json: str,
+        *,
+        token: str = "",
+        chunks: Chunks | None = None,
+        truncated: bool = False,
+    ) -> Applied:
+        """``finish_done``, with what the call did: the job's status after it,
+        and when it applied, its duration as observed in the same step."""
         reply = self._run(
             "finish_job",
             keys,
@@ -277,20 +302,14 @@ class JobStore(Recovery, Liveness):
             "1" if truncated else "",
             token=token,
         )
-        return Applied.parse(reply).applied
+        return Applied.parse(reply)
 
     @backend_errors
-    def write_chunk(self, keys: JobKeys, index: int, data: str, *, token: str = "") -> bool:
-        """Write chunk ``index`` of a large result before ``finish_done``;
-        False if the job had stopped."""
-        return Applied.parse(self._run("write_chunk", keys, index, data, token=token)).applied
-
-    @backend_errors
-    def finish_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> bool:
-        """Make the job FAILED with ``error``; False if it had stopped."""
+    def end_failed(self, keys: JobKeys, error: dict[str, Any], *, token: str = "") -> Applied:
+        """``finish_failed``, with what the call did (see ``end_done``)."""
         payload = dumps({"id": new_id(), **error})
         reply = self._run("finish_job", keys, Status.FAILED.value, payload, token=token)
-        return Applied.parse(reply).applied
+        return Applied.parse(reply)
 
     @backend_errors
     def hand_back(self, keys: JobKeys, token: str) -> bool:
