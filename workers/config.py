@@ -162,6 +162,7 @@ class Settings:
     log_format: str = _setting("JOBGATE_LOG_FORMAT", "text", TEXT, choices=("json", "text"))
     trusted_proxies: int = _setting("JOBGATE_TRUSTED_PROXIES", 0, INT, 0, 10)
     max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, INT, 0, 1000)
+    sse_keepalive: float = _setting("JOBGATE_SSE_KEEPALIVE", 15.0, FLOAT, 0.1, 300)
 
     def __post_init__(self) -> None:
         if self.api_keys is None:

@@ -19,6 +19,10 @@ MAX_POLL_WAIT_S = 30
 # the stream only has to outlive the longest wait after its last event (with
 # a margin for the time between the read and the block).
 EVENTS_TTL_MS = (MAX_WAIT_S + 5) * 1000
+# The changes a job's events stream keeps while it exists: an SSE client that
+# reconnects (Last-Event-ID) within EVENTS_TTL_MS of the last change, having
+# missed at most this many, resumes without a gap.
+EVENTS_KEPT = 64
 # After the end, only a waiter that read the record a moment before needs the
 # final event; a stream costs ~4.7 KB however short, so it goes soon.
 FINAL_EVENT_TTL_MS = 2_000

@@ -23,16 +23,34 @@ local function is_terminal(status)
   return TERMINAL[status] == true
 end
 
+-- Every change of status, progress or message counts in the record's ``ev``
+-- (the SSE event id, app/events.py): one HINCRBY, however many watch.
+local function count_change()
+  if redis.call('EXISTS', K_RECORD) == 1 then
+    return redis.call('HINCRBY', K_RECORD, 'ev', 1)
+  end
+  return 0
+end
+
+-- The stream's entry for a state: status, progress, message and change number.
+local function add_event(status, progress, ev)
+  return redis.call('XADD', K_EVENTS, 'MAXLEN', EVENTS_KEPT, '*', 's', status, 'p', progress,
+    'm', redis.call('HGET', K_RECORD, 'message') or '', 'v', ev)
+end
+
 -- Wake every waiter blocked on the job's stream. The stream exists only while
--- someone waits (ensure_stream): a job nobody waits for costs no stream and
--- no write here. It never outlives the job: ``life_ms`` caps its TTL (blocked
--- readers are served when the script ends, so even 1 ms wakes them).
+-- someone waits or streams (ensure_stream): a job nobody watches costs no
+-- stream and no write here but the change count. It keeps the last
+-- EVENTS_KEPT changes, so an SSE client that reconnects resumes exactly, and
+-- it never outlives the job: ``life_ms`` caps its TTL (blocked readers are
+-- served when the script ends, so even 1 ms wakes them).
 local function notify(status, progress, life_ms)
+  local ev = count_change()
   if redis.call('EXISTS', K_EVENTS) == 0 then
     return
   end
   life_ms = life_ms or redis.call('PTTL', K_RECORD)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  add_event(status, progress, ev)
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, life_ms)))
 end
 
@@ -44,7 +62,7 @@ local function ensure_stream(status, progress)
     redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
     return last[1][1]
   end
-  local id = redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  local id = add_event(status, progress, hget_num('ev'))
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
   return id
 end

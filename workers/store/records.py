@@ -75,6 +75,9 @@ class JobRecord:
     order: int = 0
     max_attempts: int = 1
     runs: tuple[Execution, ...] = ()
+    # How many changes of status, progress or message the job has had (its
+    # latest SSE event id).
+    changes: int = 0
 
     @property
     def job_id(self) -> str:
@@ -109,6 +112,7 @@ class JobRecord:
             order=int(raw.get("order", 0)),
             max_attempts=int(raw.get("max_attempts", 1)),
             runs=Execution.all_from(raw),
+            changes=int(raw.get("ev", 0)),
         )
 
 

@@ -99,6 +99,7 @@ def _lua_set(name: str, members: frozenset[Status] | frozenset[ErrorCode]) -> st
 LUA_LIMITS: dict[str, int] = {
     "EVENTS_TTL_MS": limits.EVENTS_TTL_MS,
     "FINAL_EVENT_TTL_MS": limits.FINAL_EVENT_TTL_MS,
+    "EVENTS_KEPT": limits.EVENTS_KEPT,
     "STATS_TTL_MS": limits.STATS_TTL_MS,
     "LOST_CONFIRM_MS": limits.LOST_CONFIRM_MS,
     "MAX_LOST_RESENDS": limits.MAX_LOST_RESENDS,

@@ -179,6 +179,26 @@ class JobStore(Recovery, Liveness):
         return str(event_id), str(fields.get("s", ""))
 
     @backend_errors
+    def events_after(
+        self, keys: JobKeys, after_id: str, timeout: float
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The entries of the job's events stream after ``after_id`` (up to
+        EVENTS_KEPT), blocking up to ``timeout`` s for the first one when
+        there are none yet; [] on timeout. The connection returns to the pool
+        after each call, so a stream's reader holds one only while it blocks."""
+        if timeout <= 0:
+            entries: Any = self.redis.xrange(keys.events, f"({after_id}", "+")
+            return [(str(i), dict(f)) for i, f in entries]
+        block_ms = max(1, int(min(timeout, limits.MAX_WAIT_S) * 1000))
+        reply: Any = self.blocking.xread(
+            {keys.events: after_id}, count=limits.EVENTS_KEPT, block=block_ms
+        )
+        if not reply:
+            return []
+        _stream, found = reply[0]
+        return [(str(i), dict(f)) for i, f in found]
+
+    @backend_errors
     def fail(self, keys: JobKeys, code: ErrorCode, message: str, *, token: str = "") -> bool:
         """Fail a job that is not terminal yet; True when this call did it.
 
