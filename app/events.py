@@ -27,7 +27,6 @@ import select
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -35,12 +34,11 @@ from flask import Response, g, request, stream_with_context
 from flask.views import MethodView
 
 from app.context import WaitSlots, jobgate
-from app.documents import retry_after, status_document
+from app.documents import as_of, retry_after, status_document
 from app.jobs import _problems, blp, job_keys
 from workers.config import Settings
 from workers.errors import JobExpired, JobNotFound
 from workers.keys import JobKeys
-from workers.states import Status
 from workers.store import JobRecord, JobStore
 
 MEDIA_TYPE = "text/event-stream"
@@ -66,22 +64,10 @@ def encode(record: JobRecord, settings: Settings) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (record.changes, orjson.dumps(doc))
 
 
-def as_of(record: JobRecord, entry: dict[str, str]) -> JobRecord:
-    """The record as it was at an earlier change (an events stream entry):
-    its status, progress and message then, without what only came later."""
-    status = Status(entry["s"])
-    return replace(
-        record,
-        status=status,
-        progress=int(entry.get("p", 0)),
-        message=entry.get("m", ""),
-        changes=int(entry.get("v", 0)),
-        finished_ms=None,
-        expires_ms=None,
-        error=None,
-        result_json=None,
-        result_bytes=None,
-        queue_position=None,
+def entry_record(record: JobRecord, entry: dict[str, str]) -> JobRecord:
+    """The record as an events stream entry (an earlier change) shows it."""
+    return as_of(
+        record, entry["s"], int(entry.get("p", 0)), entry.get("m", ""), int(entry.get("v", 0))
     )
 
 
@@ -124,7 +110,7 @@ class Streamer:
             self.after = entry_id
             if self.sent < change < record.changes:
                 self.sent = change
-                yield encode(as_of(record, entry), self.settings)
+                yield encode(entry_record(record, entry), self.settings)
         self.sent = record.changes
         self.ended = record.status.terminal
         yield encode(record, self.settings)

@@ -28,6 +28,7 @@ from workers.errors import BackendUnavailable
 from workers.job_metrics import HTTP_BUCKETS, JOB_BUCKETS, SEPARATOR, histograms
 from workers.states import Status
 from workers.store import JobStore
+from workers.webhooks import WEBHOOK_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class OperatorFigures:
     oldest_age: float
     queued: int
     running: int
+    webhook_duration: dict[Any, Any]
 
 
 def read_figures(client: redis.Redis, queue: str) -> OperatorFigures:
@@ -53,16 +55,27 @@ def read_figures(client: redis.Redis, queue: str) -> OperatorFigures:
     pipe.hgetall(keyspace.JOB_QUEUE_WAIT)
     pipe.hgetall(keyspace.HTTP_REQUESTS)
     pipe.hgetall(keyspace.HTTP_DURATION)
+    pipe.hgetall(keyspace.WEBHOOK_DURATION)
     pipe.zrange(index, 0, 0, withscores=True)
     pipe.zcard(index)
     pipe.zcard(keyspace.DUE)
     pipe.time()
-    duration, wait, requests, http_duration, head, queued, live, (secs, micros) = pipe.execute()
+    (duration, wait, requests, http_duration, webhook_duration, head, queued, live, now) = (
+        pipe.execute()
+    )
+    secs, micros = now
     now_ms = int(secs) * 1000 + int(micros) // 1000
     # An index score is the enqueue time in ms times 1000 plus a sequence.
     oldest = max(0.0, (now_ms - float(head[0][1]) // 1000) / 1000) if head else 0.0
     return OperatorFigures(
-        duration, wait, requests, http_duration, oldest, int(queued), max(0, live - queued)
+        duration,
+        wait,
+        requests,
+        http_duration,
+        oldest,
+        int(queued),
+        max(0, live - queued),
+        webhook_duration,
     )
 
 
@@ -121,6 +134,13 @@ def operator_metrics(figures: OperatorFigures, queue: str) -> Iterator[Metric]:
         figures.http_duration,
         HTTP_BUCKETS,
     )
+    yield _histogram(
+        "jobgate_webhook_delivery_seconds",
+        "Webhook delivery attempts, from connect to the receiver's answer, by outcome.",
+        ["outcome"],
+        figures.webhook_duration,
+        WEBHOOK_BUCKETS,
+    )
 
 
 class JobgateCollector(Collector):
@@ -171,6 +191,17 @@ class JobgateCollector(Collector):
             if field.startswith("resent:"):
                 resent.add_metric([field.split(":", 1)[1]], value)
         yield resent
+        deliveries = CounterMetricFamily(
+            "jobgate_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered: 2xx; rejected: another "
+            "status; error: no answer in time, no connection, or an address refused), "
+            "and deliveries given up after their last retry (given_up).",
+            labels=["outcome"],
+        )
+        for field, value in sorted(stats.items()):
+            if field.startswith("webhook:"):
+                deliveries.add_metric([field.split(":", 1)[1]], value)
+        yield deliveries
         queue = self.store.settings.queue
         queued = GaugeMetricFamily(
             "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]

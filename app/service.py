@@ -77,6 +77,7 @@ def create_job(
     retention: int,
     watch: bool,
     request_id: str = "",
+    callback: dict[str, Any] | None = None,
 ) -> Created:
     """Create the job; a new one or an idempotent replay comes back, any other
     outcome is the caller's error (IdConflict, TooManyJobs)."""
@@ -91,6 +92,8 @@ def create_job(
         max_attempts=job_type.max_attempts,
         watch=watch,
         request_id=request_id,
+        callback_url=callback["url"] if callback else "",
+        callback_events=tuple(dict.fromkeys(callback["events"])) if callback else (),
     )
     if created.outcome is CreateOutcome.CONFLICT:
         raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

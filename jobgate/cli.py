@@ -26,6 +26,7 @@ from workers import logs
 from workers.celery_app import control_queue
 from workers.config import Settings
 from workers.errors import ConfigError
+from workers.webhooks import webhook_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -97,9 +98,16 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
         [control_queue(settings)] if args.sweep_only else [settings.queue, control_queue(settings)]
     )
     concurrency = 1 if args.sweep_only else settings.worker_concurrency
+    pool: list[str] = []
+    if args.webhooks:
+        # Webhook deliveries, on their own queue: threads, since a delivery
+        # mostly waits on the network (JOBGATE_WEBHOOK_CONCURRENCY at once).
+        queues, concurrency = [webhook_queue(settings)], settings.webhook_concurrency
+        pool = ["--pool", "threads"]
     _exec(
         [
             "celery", *_quiet_if_json(settings), "--app", "workers.worker", "worker",
+            *pool,
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
             "--hostname", f"{args.name}@%h",
@@ -238,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-only",
         action="store_true",
         help="consume only the sweep's queue (for when every job process may be busy for long)",
+    )
+    worker.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="consume only the webhook deliveries' queue (threads: JOBGATE_WEBHOOK_CONCURRENCY)",
     )
     worker.add_argument(
         "--name",

@@ -35,6 +35,18 @@ WORKER_ALIVE_S = 30
 # How often a worker process writes its alive mark (well within the window).
 WORKER_ALIVE_EVERY_S = 10
 
+# -- webhooks -----------------------------------------------------------------
+
+# The longest one delivery attempt may take (connect, send, answer).
+WEBHOOK_TIMEOUT_S = 10
+# A delivery handed to a task is claimed this long: a task that died with it
+# (its worker restarted) leaves it due again after this, for the sweep.
+WEBHOOK_CLAIM_MS = 60_000
+# Deliveries one dispatch claims and sends.
+WEBHOOK_BATCH = 100
+# Longest callback URL a submit may give.
+CALLBACK_URL_MAX = 2048
+
 # -- counters ---------------------------------------------------------------
 
 # The /metrics counters (one hash) live this long after their last count;

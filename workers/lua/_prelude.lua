@@ -67,6 +67,32 @@ local function ensure_stream(status, progress)
   return id
 end
 
+-- 1 once this call has queued a webhook delivery: scripts that may end or
+-- advance a job return it, so their caller can dispatch it at once (else the
+-- sweep does, workers/webhooks.py).
+local HOOKED = 0
+
+-- The job has a callback that wants ``event`` (done, failed, progress): queue a
+-- delivery, due now, under a new webhook id (the same for all its retries),
+-- with what the event says; the record's callback state becomes pending.
+local function add_hook(event, status, progress, message, err)
+  local cb = redis.call('HMGET', K_RECORD, 'cb', 'cbe')
+  if not cb[1] or not string.find(cb[2] or '', ',' .. event .. ',', 1, true) then
+    return
+  end
+  local now = now_ms()
+  local id = 'msg_' .. ERROR_ID
+  redis.call('HSET', K_HOOKS, id, cjson.encode({job = MEMBER, event = event, url = cb[1],
+    change = hget_num('ev'), status = status, progress = tonumber(progress) or 0,
+    message = message, error = err or '', at = now, attempts = 0}))
+  redis.call('ZADD', K_HOOKS_DUE, now, id)
+  redis.call('PEXPIRE', K_HOOKS, INDEX_TTL_MS)
+  redis.call('PEXPIRE', K_HOOKS_DUE, INDEX_TTL_MS)
+  redis.call('HSET', K_RECORD, 'cbs', CALLBACK_PENDING, 'cba', 0, 'cbn', id)
+  redis.call('HDEL', K_RECORD, 'cbh')
+  HOOKED = 1
+end
+
 -- An error of ``code``; whether it is retryable is the code's (RETRYABLE).
 local function error_json(code, message)
   return cjson.encode({id = ERROR_ID, code = code, message = message,
@@ -222,7 +248,12 @@ local function finish(now, status, message, err, finished_at)
   redis.call('ZREM', K_REQUEUE, MEMBER)
   redis.call('HDEL', K_RECORD, 'lease')
   redis.call('DEL', K_HB, K_PARTIAL, K_LEASE)
+  local event = EVENT_FAILED
+  if status == STATUS_DONE then
+    event = EVENT_DONE
+  end
   if ttl <= 0 then
+    add_hook(event, status, redis.call('HGET', K_RECORD, 'progress') or '0', message, err)
     redis.call('DEL', K_RECORD, K_RESULT)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
@@ -246,6 +277,7 @@ local function finish(now, status, message, err, finished_at)
   redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)
   keep_listed_until(now + ttl + TOMB_TTL_MS)
   notify(status, progress, math.min(ttl, FINAL_EVENT_TTL_MS))
+  add_hook(event, status, progress, message, err)
   return status
 end
 

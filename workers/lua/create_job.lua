@@ -1,6 +1,7 @@
 -- ARGS: type, params, poll_timeout_s, retention_s, max_runtime_s, tenant_max_active,
 --   max_attempts, watch (0|1: the caller will wait for the job: create its events stream),
---   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be '')
+--   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be ''),
+--   callback_url ('' = none), callback_events (',done,failed,': the events it wants)
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGS[1], ARGS[2]
@@ -32,6 +33,9 @@ redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'max_attempts', ARGS[7], 'msgs', 1)
 if ARGS[9] and ARGS[9] ~= '' then
   redis.call('HSET', K_RECORD, 'rid', ARGS[9])
+end
+if ARGS[10] and ARGS[10] ~= '' then
+  redis.call('HSET', K_RECORD, 'cb', ARGS[10], 'cbe', ARGS[11], 'cbs', CALLBACK_PENDING, 'cba', 0)
 end
 if poll_timeout > 0 then
   set_heartbeat(now, poll_timeout)

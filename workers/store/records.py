@@ -16,6 +16,21 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
+def _callback(raw: dict[str, str]) -> dict[str, Any] | None:
+    """The status document's ``callback``, from the record's ``cb*`` fields."""
+    if not raw.get("cb"):
+        return None
+    callback: dict[str, Any] = {
+        "url": raw["cb"],
+        "events": [e for e in raw.get("cbe", "").split(",") if e],
+        "state": raw.get("cbs", "pending"),
+        "attempts": int(raw.get("cba", 0)),
+    }
+    if raw.get("cbh"):
+        callback["last_status"] = int(raw["cbh"])
+    return callback
+
+
 @dataclass(frozen=True)
 class Execution:
     """One execution of a job, as its record keeps it."""
@@ -78,6 +93,8 @@ class JobRecord:
     # How many changes of status, progress or message the job has had (its
     # latest SSE event id).
     changes: int = 0
+    # The callback (docs/api.md): url, events, state, attempts, last_status.
+    callback: dict[str, Any] | None = None
 
     @property
     def job_id(self) -> str:
@@ -113,6 +130,7 @@ class JobRecord:
             max_attempts=int(raw.get("max_attempts", 1)),
             runs=Execution.all_from(raw),
             changes=int(raw.get("ev", 0)),
+            callback=_callback(raw),
         )
 
 

@@ -21,7 +21,14 @@ from typing import Any, NamedTuple, get_type_hints
 from workers import keys as keyspace
 from workers import limits
 from workers.keys import JobKeys
-from workers.states import RETRYABLE, TERMINAL, ErrorCode, Status
+from workers.states import (
+    RETRYABLE,
+    TERMINAL,
+    CallbackState,
+    ErrorCode,
+    Status,
+    WebhookEvent,
+)
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
@@ -61,6 +68,8 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
     ("K_LISTED", lambda job, queue: keyspace.tenant_listed(job.tenant)),
     ("K_DUE", lambda job, queue: keyspace.DUE),
     ("K_REQUEUE", lambda job, queue: keyspace.REQUEUE),
+    ("K_HOOKS", lambda job, queue: keyspace.HOOKS),
+    ("K_HOOKS_DUE", lambda job, queue: keyspace.HOOKS_DUE),
 )
 
 
@@ -277,4 +286,6 @@ REPLY_TAGS: dict[str, type[enum.StrEnum]] = {
     "LOST": LostOutcome,
     "RUN": RunEnd,
     "RESEND": ResendReason,
+    "EVENT": WebhookEvent,
+    "CALLBACK": CallbackState,
 }

@@ -9,8 +9,10 @@ Raises ``BackendUnavailable`` when Redis is unreachable, ``JobNotFound`` /
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from workers import keys as keyspace
@@ -21,6 +23,7 @@ from workers.errors import JobExpired, JobgateError, JobNotFound
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
 from workers.store.connection import backend_errors, redis_client
+from workers.store.hooks import Hooks
 from workers.store.liveness import Liveness
 from workers.store.records import JobRecord, Started
 from workers.store.recovery import Recovery
@@ -34,6 +37,8 @@ from workers.store.scripts import (
 )
 from workers.store.values import dumps, new_id
 
+log = logging.getLogger(__name__)
+
 
 class Created(NamedTuple):
     """What ``create`` did, and the new job's record when it created it."""
@@ -42,8 +47,21 @@ class Created(NamedTuple):
     record: JobRecord | None = None
 
 
-class JobStore(Recovery, Liveness):
+class JobStore(Recovery, Liveness, Hooks):
     """The only code that touches Jobgate's Redis keys."""
+
+    # Called (no arguments) after a change that queued a webhook delivery, so
+    # that it goes out at once (workers/webhooks.py dispatch); without it, or
+    # when it fails, the sweep sends it. Set by the worker and the API.
+    hook_sink: Callable[[], None] | None = None
+
+    def _hooked(self, reply: list[Any], index: int) -> None:
+        if self.hook_sink is None or len(reply) <= index or not int(reply[index] or 0):
+            return
+        try:
+            self.hook_sink()
+        except Exception as exc:  # the sweep sends it instead
+            log.warning("webhook not dispatched at once (the sweep will): %s", exc)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -73,6 +91,8 @@ class JobStore(Recovery, Liveness):
         max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS,
         watch: bool = False,
         request_id: str = "",
+        callback_url: str = "",
+        callback_events: tuple[str, ...] = (),
     ) -> Created:
         """Create the job unless its id is taken (see ``CreateOutcome``); a new
         job comes back with its record (what a read would return): one round
@@ -92,6 +112,8 @@ class JobStore(Recovery, Liveness):
             max_attempts,
             int(watch),
             request_id[: limits.RECORD_VALUE_MAX],
+            callback_url,
+            "," + ",".join(callback_events) + ",",
         )
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
@@ -158,7 +180,9 @@ class JobStore(Recovery, Liveness):
     @backend_errors
     def cancel(self, keys: JobKeys) -> CancelOutcome:
         """Cancel a live job, delete a terminal one (see ``CancelOutcome``)."""
-        return CancelOutcome(self._run("cancel_job", keys)[0])
+        reply = self._run("cancel_job", keys)
+        self._hooked(reply, 1)
+        return CancelOutcome(reply[0])
 
     @backend_errors
     def wait_for_event(
@@ -205,7 +229,9 @@ class JobStore(Recovery, Liveness):
         With a worker's ``token``, only the execution that token owns. Whether
         the error is retryable is the code's (``workers.states.RETRYABLE``).
         """
-        return Applied.parse(self._run("fail_job", keys, code.value, message, token=token)).applied
+        reply = self._run("fail_job", keys, code.value, message, token=token)
+        self._hooked(reply, 2)
+        return Applied.parse(reply).applied
 
     # -- the worker side ----------------------------------------------------
 
@@ -235,12 +261,14 @@ class JobStore(Recovery, Liveness):
         """
         pct = -1 if percent is None else percent
         reply = self._run("report_progress", keys, pct, message, rows, token=token)
+        self._hooked(reply, 2)
         return str(reply[0])
 
     @backend_errors
     def finish_done(self, keys: JobKeys, result_json: str, *, token: str = "") -> bool:
         """Store the result and make the job DONE; False if it had stopped."""
         reply = self._run("finish_job", keys, Status.DONE.value, result_json, token=token)
+        self._hooked(reply, 2)
         return Applied.parse(reply).applied
 
     @backend_errors
@@ -248,6 +276,7 @@ class JobStore(Recovery, Liveness):
         """Make the job FAILED with ``error``; False if it had stopped."""
         payload = dumps({"id": new_id(), **error})
         reply = self._run("finish_job", keys, Status.FAILED.value, payload, token=token)
+        self._hooked(reply, 2)
         return Applied.parse(reply).applied
 
     @backend_errors
