@@ -23,14 +23,6 @@ local function is_terminal(status)
   return TERMINAL[status] == true
 end
 
--- Every change of status, progress or message counts in the record's ``ev``
--- (the SSE event id, app/events.py): one HINCRBY, however many watch.
-local function count_change()
-  if redis.call('EXISTS', K_RECORD) == 1 then
-    return redis.call('HINCRBY', K_RECORD, 'ev', 1)
-  end
-  return 0
-end
 
 -- The stream's entry for a state: status, progress, message and change number.
 local function add_event(status, progress, ev)
@@ -44,8 +36,14 @@ end
 -- EVENTS_KEPT changes, so an SSE client that reconnects resumes exactly, and
 -- it never outlives the job: ``life_ms`` caps its TTL (blocked readers are
 -- served when the script ends, so even 1 ms wakes them).
-local function notify(status, progress, life_ms)
-  local ev = count_change()
+-- Every change of status, progress or message counts in the record's ``ev``
+-- (the SSE event id, app/events.py): one HINCRBY, however many watch; ``gone``:
+-- the record was just deleted, nothing to count.
+local function notify(status, progress, life_ms, gone)
+  local ev = 0
+  if not gone then
+    ev = redis.call('HINCRBY', K_RECORD, 'ev', 1)
+  end
   if redis.call('EXISTS', K_EVENTS) == 0 then
     return
   end
@@ -257,7 +255,7 @@ local function finish(now, status, message, err, finished_at)
     redis.call('DEL', K_RECORD, K_RESULT)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
-    notify(status, 0, 1)
+    notify(status, 0, 1, true)
     return ABSENT_GONE
   end
   local progress = redis.call('HGET', K_RECORD, 'progress') or '0'

@@ -20,5 +20,5 @@ redis.call('DEL', K_RECORD, K_RESULT, K_PARTIAL, K_HB)
 redis.call('PEXPIRE', K_TOMB, TOMB_TTL_MS)
 redis.call('ZREM', K_TENANT, JOB_ID)
 redis.call('ZREM', K_LISTED, JOB_ID)
-notify(status, 0, 1)
+notify(status, 0, 1, true)
 return {CANCEL_DELETED}
