@@ -4,15 +4,19 @@ an unpolled job alive while it is open."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.support.harness import LiveServer, Process, wait_until
 from workers.config import Settings
@@ -182,3 +186,24 @@ def test_a_finished_job_streams_its_one_terminal_event(sse_server: LiveServer) -
         events = documents(r)
 
     assert [d["status"] for _, d in events] == ["DONE"]
+
+
+def test_with_no_free_wait_slot_a_stream_sends_what_is_new_and_says_retry(
+    app: Flask, api: FlaskClient
+) -> None:
+    job = api.post(
+        "/v1/jobs",
+        json={"type": "demo.count", "params": {"n": 100, "delay": 0.2}, "wait": 0},
+    ).get_json()["id"]
+    slots = app.extensions["jobgate"].wait_slots
+    with ExitStack() as stack:
+        while stack.enter_context(slots.claim("default")):
+            pass  # every slot of this process taken, as by long polls
+
+        response = api.get(f"/v1/jobs/{job}/events")
+        text = response.get_data(as_text=True)  # the stream runs as it is read
+
+    assert response.status_code == 200
+    assert text.count("\nid: ") + text.startswith("id: ") == 1  # the current document
+    assert re.search(r"^retry: \d+$", text, re.MULTILINE)
+    api.delete(f"/v1/jobs/{job}")
