@@ -202,8 +202,12 @@ def make_celery(settings: Settings) -> Celery:
         store = worker_store()
         swept = sweep(store, resend, report_lost_executions)
         # Webhook deliveries due: new ones nobody sent at once, retries, and
-        # those whose task died with them (their claim expired).
-        swept["webhooks"] = webhooks.dispatch(store, send_webhook)
+        # those whose task died with them (their claim expired). Only while a
+        # webhook worker is alive: else they wait in Redis, not as messages
+        # piling up in the broker (one per delivery per claim).
+        swept["webhooks"] = 0
+        if store.workers_seen(queue=webhooks.webhook_queue(settings)):
+            swept["webhooks"] = webhooks.dispatch(store, send_webhook)
         return swept
 
     # One attempt at one delivery. Acked at once: the delivery's claim in Redis,
