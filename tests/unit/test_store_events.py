@@ -239,3 +239,18 @@ def test_events_stream_goes_two_seconds_after_the_end(
 
     assert last_event(client, job) is not None
     assert 0 < client.pttl(job.events) <= 2000
+
+
+def test_wait_for_event_answers_the_latest_of_several_changes(
+    store: JobStore, make_job: MakeJob
+) -> None:
+    job = make_job("RUNNING")
+    after_id = store.read(job, poll=True, watch=True).last_event_id
+    store.report(job, 10)
+    store.report(job, 20)
+    store.finish_done(job, "[]")
+
+    event = store.wait_for_event(job, after_id, timeout=10)
+
+    assert event is not None
+    assert event[1] == "DONE"

@@ -190,12 +190,16 @@ class JobStore(Recovery, Liveness, Hooks):
     ) -> tuple[str, str] | None:
         """Block until the job's status or progress changes after ``after_id``.
 
-        Returns (event id, status), or None on timeout. No polling: one
-        blocking XREAD that Redis wakes when a script appends to the stream.
+        Returns the latest (event id, status), or None on timeout. No polling:
+        one blocking XREAD that Redis wakes when a script appends to the stream
+        (which keeps the last EVENTS_KEPT changes: all of them are read, the
+        last one answers).
         """
         block_ms = max(1, int(min(timeout, limits.MAX_WAIT_S) * 1000))
         # RESP2 reply: [[stream, [(id, fields)]]] (redis-py types every protocol at once).
-        reply: Any = self.blocking.xread({keys.events: after_id}, count=1, block=block_ms)
+        reply: Any = self.blocking.xread(
+            {keys.events: after_id}, count=limits.EVENTS_KEPT, block=block_ms
+        )
         if not reply:
             return None
         _stream, entries = reply[0]
