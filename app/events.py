@@ -43,6 +43,11 @@ from workers.store import JobRecord, JobStore
 
 MEDIA_TYPE = "text/event-stream"
 KEEPALIVE = b": keep-alive\n\n"
+EXAMPLE = (
+    'id: 4\ndata: {"id":"01JDX3Q9W2T6Z8M4N5P7R2S3V4","status":"RUNNING","progress":56,...}\n\n'
+    ": keep-alive\n\n"
+    'id: 5\ndata: {"id":"01JDX3Q9W2T6Z8M4N5P7R2S3V4","status":"DONE","progress":100,...}\n\n'
+)
 
 LAST_EVENT_ID = {
     "in": "header",
@@ -164,7 +169,12 @@ def stream(
 @blp.route("/jobs/<job_id>/events")
 class JobEvents(MethodView):
     @blp.doc(parameters=[LAST_EVENT_ID])
-    @blp.alt_response(200, description=EVENTS_DOC, content_type=MEDIA_TYPE)
+    @blp.alt_response(
+        200,
+        description=EVENTS_DOC,
+        content_type=MEDIA_TYPE,
+        schema={"type": "string", "example": EXAMPLE},
+    )
     @blp.alt_response(204, description="Resumed after the terminal event: nothing more.")
     @_problems(401, 404, 410, 503)
     def get(self, job_id: str) -> Response:
