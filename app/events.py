@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -42,6 +43,12 @@ from workers.keys import JobKeys
 from workers.store import JobRecord, JobStore
 
 MEDIA_TYPE = "text/event-stream"
+# Set when this process begins a graceful shutdown (jobgate/server.py): open
+# streams end at their next tick with ``retry:``, and their clients reconnect
+# to another process, instead of holding the shutdown for its whole timeout.
+CLOSING = threading.Event()
+# What a stream ended by a shutdown tells EventSource: reconnect in 1 s.
+RETRY_SOON = b"retry: 1000\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 EXAMPLE = (
     'id: 4\ndata: {"id":"01JDX3Q9W2T6Z8M4N5P7R2S3V4","status":"RUNNING","progress":56,...}\n\n'
@@ -136,6 +143,9 @@ class Streamer:
         while not self.ended:
             self.store.events_after(self.keys, self.after, tick)
             if client_gone(sock):
+                return
+            if CLOSING.is_set():
+                yield RETRY_SOON
                 return
             record = self.read()
             if record is None:

@@ -5,6 +5,7 @@ an unpolled job alive while it is open."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from flask.testing import FlaskClient
 
 from tests.support.harness import LiveServer, Process, wait_until
 from workers.config import Settings
+from workers.keys import JobKeys
+from workers.store import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +210,29 @@ def test_with_no_free_wait_slot_a_stream_sends_what_is_new_and_says_retry(
     assert text.count("\nid: ") + text.startswith("id: ") == 1  # the current document
     assert re.search(r"^retry: \d+$", text, re.MULTILINE)
     api.delete(f"/v1/jobs/{job}")
+
+
+def test_a_graceful_shutdown_ends_open_streams_with_retry(
+    settings: Settings, worker: Process, log_dir: Path, store: JobStore
+) -> None:
+    server = LiveServer(settings.with_overrides(sse_keepalive=KEEPALIVE), log_dir)
+    job = submit(server.url, type="demo.count", params={"n": 100, "delay": 0.3})
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        sock.sendall(f"GET /v1/jobs/{job}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = sock.recv(65536)
+        assert b"200 OK" in received
+
+        stopping = time.monotonic()
+        server.popen.send_signal(signal.SIGTERM)
+        while chunk := sock.recv(65536):
+            received += chunk
+        sock.close()
+
+        assert b"retry: 1000" in received
+        assert server.popen.wait(60) == 0
+        # Not held for gunicorn's 30 s graceful timeout: a tick or so.
+        assert time.monotonic() - stopping < 20
+    finally:
+        server.stop()
+        store.cancel(JobKeys("default", job))
