@@ -19,6 +19,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import create_app
 from tests.support.harness import LiveServer, Process, wait_until
 from workers.config import Settings
 from workers.keys import JobKeys
@@ -236,3 +237,18 @@ def test_a_graceful_shutdown_ends_open_streams_with_retry(
     finally:
         server.stop()
         store.cancel(JobKeys("default", job))
+
+
+def test_another_tenants_job_is_404_and_no_key_is_401(settings: Settings, worker: Process) -> None:
+    keyed = create_app(settings.with_overrides(api_keys={"key-a": "alice", "key-b": "bob"}))
+    client = keyed.test_client()
+    alice, bob = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
+    job = client.post(
+        "/v1/jobs", json={"type": "demo.count", "params": {"n": 1}, "wait": 10}, headers=alice
+    ).get_json()["id"]
+
+    assert client.get(f"/v1/jobs/{job}/events", headers=bob).status_code == 404
+    assert client.get(f"/v1/jobs/{job}/events").status_code == 401
+    own = client.get(f"/v1/jobs/{job}/events", headers=alice)
+    assert own.status_code == 200
+    assert '"status":"DONE"' in own.get_data(as_text=True)
