@@ -38,7 +38,7 @@ from app.context import WaitSlots, jobgate
 from app.documents import as_of, retry_after, status_document
 from app.jobs import _problems, blp, job_keys
 from workers.config import Settings
-from workers.errors import JobExpired, JobNotFound
+from workers.errors import BackendUnavailable, JobExpired, JobNotFound
 from workers.keys import JobKeys
 from workers.store import JobRecord, JobStore
 
@@ -47,7 +47,8 @@ MEDIA_TYPE = "text/event-stream"
 # streams end at their next tick with ``retry:``, and their clients reconnect
 # to another process, instead of holding the shutdown for its whole timeout.
 CLOSING = threading.Event()
-# What a stream ended by a shutdown tells EventSource: reconnect in 1 s.
+# What a stream ended by a shutdown or a Redis outage tells EventSource:
+# reconnect in 1 s.
 RETRY_SOON = b"retry: 1000\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 EXAMPLE = (
@@ -173,7 +174,12 @@ def stream(
         tick = streamer.settings.sse_keepalive
         if record.poll_timeout > 0:
             tick = min(tick, record.poll_timeout / 3)
-        yield from streamer.follow(sock, tick)
+        try:
+            yield from streamer.follow(sock, tick)
+        except BackendUnavailable:
+            # Redis went away mid-stream: the client reconnects and resumes
+            # (its reconnect gets the 503 until Redis is back).
+            yield RETRY_SOON
 
 
 @blp.route("/jobs/<job_id>/events")
