@@ -8,15 +8,15 @@ from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import http_metrics, jobs, ops, requestlog
+from app import events, http_metrics, jobs, ops, requestlog
 from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
 from app.metrics import metrics_registry
 from app.ratelimit import limit_rate
 from app.schemas import ResultEntrySchema, ResultsBodySchema, submit_body_doc, submit_schemas
-from workers import logs, registry
-from workers.celery_app import make_celery
+from workers import logs, registry, webhooks
+from workers.celery_app import make_celery, send_delivery
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
     app.register_blueprint(swagger_ui_assets())
+    assert events.JobEvents is not None  # its route is on jobs.blp, registered below
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)
@@ -100,10 +101,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = JobStore.from_settings(settings)
     store.warn_unless_noeviction()
     http = http_metrics.install(app, store.redis)
+    celery = make_celery(settings)
+    # A cancel's webhook event goes out at once (else the sweep sends it).
+    store.hook_sink = webhooks.dispatcher(
+        store, lambda hook_id: send_delivery(celery, settings, hook_id)
+    )
     app.extensions["jobgate"] = Jobgate(
         settings=settings,
         store=store,
-        celery=make_celery(settings),
+        celery=celery,
         keyring=keyring,
         submit_schemas=schemas,
         submit_loaders={name: schema() for name, schema in schemas.items()},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +37,14 @@ def links(job_id: str) -> dict[str, str]:
     return {"self": own, "result": f"{own}/result"}
 
 
-def status_document(record: JobRecord, *, expose_tracebacks: bool) -> dict[str, Any]:
+def status_document(
+    record: JobRecord,
+    *,
+    expose_tracebacks: bool,
+    link: Callable[[str], dict[str, str]] = links,
+) -> dict[str, Any]:
+    """The job as docs/api.md §2 shows it; ``link`` makes its links (outside a
+    request, as the webhook worker builds it: ``plain_links``)."""
     doc: dict[str, Any] = {
         "id": record.job_id,
         "type": record.type,
@@ -66,8 +75,35 @@ def status_document(record: JobRecord, *, expose_tracebacks: bool) -> dict[str, 
         doc["result"] = orjson.Fragment(record.result_json)
     if record.error is not None:
         doc["error"] = public_error(record.error, expose_tracebacks=expose_tracebacks)
-    doc["links"] = links(record.job_id)
+    if record.callback is not None:
+        doc["callback"] = record.callback
+    doc["links"] = link(record.job_id)
     return doc
+
+
+def plain_links(job_id: str) -> dict[str, str]:
+    """The links without a request (no script root): the webhook's document."""
+    own = f"/v1/jobs/{job_id}"
+    return {"self": own, "result": f"{own}/result"}
+
+
+def as_of(record: JobRecord, status: str, progress: int, message: str, changes: int) -> JobRecord:
+    """The record as it was at an earlier change (an events stream entry, a
+    webhook's event): its status, progress and message then, without what
+    only came later."""
+    return replace(
+        record,
+        status=Status(status),
+        progress=progress,
+        message=message,
+        changes=changes,
+        finished_ms=None,
+        expires_ms=None,
+        error=None,
+        result_json=None,
+        result_bytes=None,
+        queue_position=None,
+    )
 
 
 def public_error(error: dict[str, Any], *, expose_tracebacks: bool) -> dict[str, Any]:

@@ -198,6 +198,11 @@ class Jobs(MethodView):
         assert job_type is not None  # the per-type schema only admits registered types
         params = job_type.params_schema.dump(data["params"])
         params_json = service.stored_params(params, jg.settings.max_params_bytes)
+        callback = data.get("callback")
+        if callback is not None and jg.settings.webhook_secret(g.tenant) is None:
+            raise ValidationFailed(
+                {"callback": ["No webhook secret for this tenant (JOBGATE_WEBHOOK_SECRETS)."]}
+            )
 
         wait, applied = data.get("wait"), None
         if wait is None:
@@ -216,6 +221,7 @@ class Jobs(MethodView):
             watch=wait > 0,
             request_id=g.request_id,
             priority=data["priority"],
+            callback=callback,
         )
         if outcome is CreateOutcome.CREATED:
             jg.enqueue(keys, job_type, data["priority"])

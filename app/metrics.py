@@ -28,6 +28,7 @@ from workers.errors import BackendUnavailable
 from workers.job_metrics import HTTP_BUCKETS, JOB_BUCKETS, SEPARATOR, histograms
 from workers.states import Status
 from workers.store import JobStore
+from workers.webhooks import WEBHOOK_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class OperatorFigures:
     oldest_age: dict[str, float]  # by queue
     queued: int
     running: int
+    webhook_duration: dict[Any, Any]
 
 
 def read_figures(client: redis.Redis, indexes: dict[str, list[str]]) -> OperatorFigures:
@@ -53,13 +55,15 @@ def read_figures(client: redis.Redis, indexes: dict[str, list[str]]) -> Operator
     pipe.hgetall(keyspace.JOB_QUEUE_WAIT)
     pipe.hgetall(keyspace.HTTP_REQUESTS)
     pipe.hgetall(keyspace.HTTP_DURATION)
+    pipe.hgetall(keyspace.WEBHOOK_DURATION)
     pipe.zcard(keyspace.DUE)
     pipe.time()
     for names in indexes.values():
         for index in names:
             pipe.zrange(index, 0, 0, withscores=True)
             pipe.zcard(index)
-    duration, wait, requests, http_duration, live, (secs, micros), *heads = pipe.execute()
+    duration, wait, requests, http_duration, webhook_duration, live, now, *heads = pipe.execute()
+    secs, micros = now
     now_ms = int(secs) * 1000 + int(micros) // 1000
     oldest: dict[str, float] = {}
     queued = 0
@@ -73,7 +77,14 @@ def read_figures(client: redis.Redis, indexes: dict[str, list[str]]) -> Operator
             queued += int(count)
         oldest[queue] = max(0.0, (now_ms - min(scores) // 1000) / 1000) if scores else 0.0
     return OperatorFigures(
-        duration, wait, requests, http_duration, oldest, queued, max(0, live - queued)
+        duration,
+        wait,
+        requests,
+        http_duration,
+        oldest,
+        queued,
+        max(0, live - queued),
+        webhook_duration,
     )
 
 
@@ -133,6 +144,24 @@ def operator_metrics(figures: OperatorFigures) -> Iterator[Metric]:
         figures.http_duration,
         HTTP_BUCKETS,
     )
+    yield _histogram(
+        "jobgate_webhook_delivery_seconds",
+        "Webhook delivery attempts, from connect to the receiver's answer, by outcome.",
+        ["outcome"],
+        figures.webhook_duration,
+        WEBHOOK_BUCKETS,
+    )
+
+
+def _counted(
+    stats: dict[str, int], prefix: str, name: str, doc: str, label: str
+) -> CounterMetricFamily:
+    """A counter by one label from the stats hash's ``<prefix>:<value>`` fields."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for field, value in sorted(stats.items()):
+        if field.startswith(prefix + ":"):
+            family.add_metric([field.split(":", 1)[1]], value)
+    return family
 
 
 class JobgateCollector(Collector):
@@ -164,25 +193,30 @@ class JobgateCollector(Collector):
                 _, status, code = field.split(":", 2)
                 finished.add_metric([status, code], value)
         yield finished
-        requeued = CounterMetricFamily(
+        yield _counted(
+            stats,
+            "requeued",
             "jobgate_jobs_requeued",
             "Executions given back to the queue: worker lost, or handed back at shutdown.",
-            labels=["reason"],
+            "reason",
         )
-        for field, value in sorted(stats.items()):
-            if field.startswith("requeued:"):
-                requeued.add_metric([field.split(":", 1)[1]], value)
-        yield requeued
-        resent = CounterMetricFamily(
+        yield _counted(
+            stats,
+            "resent",
             "jobgate_messages_resent",
             "Job messages the sweep sent again: for a requeued execution, or because the "
             "job's message was found lost (nowhere in the broker, or held by a dead worker).",
-            labels=["reason"],
+            "reason",
         )
-        for field, value in sorted(stats.items()):
-            if field.startswith("resent:"):
-                resent.add_metric([field.split(":", 1)[1]], value)
-        yield resent
+        yield _counted(
+            stats,
+            "webhook",
+            "jobgate_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered: 2xx; rejected: another "
+            "status; error: no answer in time, no connection, or an address refused), "
+            "and deliveries given up after their last retry (given_up).",
+            "outcome",
+        )
         queued = GaugeMetricFamily(
             "jobgate_jobs_queued", "Jobs waiting to start.", labels=["queue"]
         )

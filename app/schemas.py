@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from app.formats import FORMATS
 from workers import limits
 from workers.config import Settings
 from workers.keys import ID_PATTERN, valid_id
 from workers.registry import JobType
-from workers.states import ErrorCode, Status
+from workers.states import DEFAULT_WEBHOOK_EVENTS, CallbackState, ErrorCode, Status, WebhookEvent
+from workers.webhooks import UnsafeCallback, check_url
 
 MAX_WAIT = limits.MAX_WAIT_S
 MAX_POLL_WAIT = limits.MAX_POLL_WAIT_S
@@ -48,10 +49,53 @@ def _bounded_clock(low: int, high: int, *, allow_zero: bool, name: str) -> Any:
     return check
 
 
+def _callback_schema(settings: Settings) -> type[Schema]:
+    """``callback: {url, events}``, its URL through the SSRF guard at submit."""
+
+    def safe_url(url: str) -> None:
+        try:
+            check_url(url, settings.webhook_allow_hosts)
+        except UnsafeCallback as exc:
+            raise ValidationError(str(exc)) from None
+
+    class Callback(Schema):
+        url = fields.String(
+            required=True,
+            validate=[validate.Length(1, limits.CALLBACK_URL_MAX), safe_url],
+            metadata={
+                "format": "uri",
+                "description": "Where the events are POSTed: https, to a public address "
+                "(JOBGATE_WEBHOOK_ALLOW_HOSTS may allow others, and http).",
+            },
+        )
+        events = fields.List(
+            fields.String(validate=validate.OneOf([e.value for e in WebhookEvent])),
+            load_default=lambda: [e.value for e in DEFAULT_WEBHOOK_EVENTS],
+            validate=validate.Length(min=1),
+            metadata={"description": "Events to deliver (default done and failed)."},
+        )
+
+    return Callback
+
+
 def _submit_base(settings: Settings) -> type[Schema]:
     """The POST /v1/jobs fields every job type shares, with this deployment's bounds."""
 
     class SubmitCommon(Schema):
+        @pre_load
+        def no_heartbeat_for_callbacks(self, data: Any, **_: Any) -> Any:
+            """A job with a callback is not polled: no heartbeat unless asked."""
+            if isinstance(data, dict) and "callback" in data and "poll_timeout" not in data:
+                return {**data, "poll_timeout": 0}
+            return data
+
+        callback = fields.Nested(
+            _callback_schema(settings),
+            metadata={
+                "description": "A signed webhook (Standard Webhooks) per event; without "
+                "poll_timeout in the request, the job runs without a heartbeat."
+            },
+        )
         id = fields.String(
             validate=_job_id,
             metadata={
@@ -213,6 +257,18 @@ class LinksSchema(Schema):
     result = fields.String()
 
 
+class CallbackStateSchema(Schema):
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf([s.value for s in CallbackState]),
+        metadata={"description": "Of the latest event's delivery."},
+    )
+    attempts = fields.Integer(required=True)
+    last_status = fields.Integer(metadata={"description": "HTTP status of the last attempt."})
+
+
 class JobSchema(Schema):
     """The status document (docs/api.md §2): absent fields do not apply."""
 
@@ -240,6 +296,7 @@ class JobSchema(Schema):
         metadata={"description": "Present (true) when the job cut its result short (max_rows)."}
     )
     error = fields.Nested(JobErrorSchema)
+    callback = fields.Nested(CallbackStateSchema)
     links = fields.Nested(LinksSchema, required=True)
 
 

@@ -79,6 +79,7 @@ def create_job(
     watch: bool,
     request_id: str = "",
     priority: int | None = None,
+    callback: dict[str, Any] | None = None,
 ) -> Created:
     """Create the job; a new one or an idempotent replay comes back, any other
     outcome is the caller's error (IdConflict, TooManyJobs)."""
@@ -95,6 +96,8 @@ def create_job(
         request_id=request_id,
         queue=job_queue(settings, job_type.queue),
         priority=job_type.priority if priority is None else priority,
+        callback_url=callback["url"] if callback else "",
+        callback_events=tuple(dict.fromkeys(callback["events"])) if callback else (),
     )
     if created.outcome is CreateOutcome.CONFLICT:
         raise IdConflict(f"Job {keys.job_id!r} exists with a different type or params.")

@@ -27,6 +27,7 @@ from workers import logs, registry
 from workers.config import Settings, parse_list
 from workers.errors import ConfigError
 from workers.queues import control_queue, job_queue
+from workers.webhooks import webhook_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_CLASS = "jobgate.server.JobgateWorker"
@@ -106,9 +107,16 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
     # sweep, in one process, so it never waits for a free job process.
     queues = worker_queues(settings, args.queues, sweep_only=args.sweep_only)
     concurrency = 1 if args.sweep_only else settings.worker_concurrency
+    pool: list[str] = []
+    if args.webhooks:
+        # Webhook deliveries, on their own queue: threads, since a delivery
+        # mostly waits on the network (JOBGATE_WEBHOOK_CONCURRENCY at once).
+        queues, concurrency = [webhook_queue(settings)], settings.webhook_concurrency
+        pool = ["--pool", "threads"]
     _exec(
         [
             "celery", *_quiet_if_json(settings), "--app", "workers.worker", "worker",
+            *pool,
             "--concurrency", str(concurrency),
             "--queues", ",".join(queues),
             "--hostname", f"{args.name}@%h",
@@ -268,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated queues to consume, as job types name them ('default': "
         "JOBGATE_QUEUE itself); when not given, every queue a registered type declares",
+    )
+    worker.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="consume only the webhook deliveries' queue (threads: JOBGATE_WEBHOOK_CONCURRENCY)",
     )
     worker.add_argument(
         "--name",

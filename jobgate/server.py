@@ -199,6 +199,14 @@ class JobgateWorker(ThreadWorker):  # type: ignore[misc]
         # 1,000 waiting connections, too much memory.
         self.max_head = MAX_HEAD_BYTES
 
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        """SIGTERM: a graceful shutdown, which open event streams would hold
+        for the whole graceful timeout; they end at their next tick instead."""
+        super().handle_exit(sig, frame)
+        from app.events import CLOSING  # noqa: PLC0415 - the app is loaded by now
+
+        CLOSING.set()
+
     # -- the WSGI application: close when the body was left unread ----------
 
     def load_wsgi(self) -> None:

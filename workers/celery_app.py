@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from workers import broker_patch, process, registry, runtime, task_states
+from workers import broker_patch, limits, process, registry, runtime, task_states, webhooks
 from workers.broker import (
     MAX_PRIORITY,
     MESSAGE_HEADER,
@@ -101,6 +101,17 @@ def warn_about_consumer_timeout(settings: Settings) -> str | None:
     )
 
 
+def send_delivery(app: Celery, settings: Settings, hook_id: str) -> None:
+    """Hand webhook delivery ``hook_id`` to a task on the webhooks' queue."""
+    app.send_task(
+        webhooks.TASK_NAME,
+        args=[hook_id],
+        queue=webhooks.webhook_queue(settings),
+        # Its claim (WEBHOOK_CLAIM_MS) brings it back to the sweep after this.
+        expires=limits.WEBHOOK_CLAIM_MS / 1000,
+    )
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     # A message must never be redelivered while its job may still run, so the
     # broker's visibility timeout outlasts the longest hard time limit.
@@ -178,7 +189,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
-        "task_routes": {SWEEP_TASK_NAME: {"queue": control_queue(settings)}},
+        "task_routes": {
+            SWEEP_TASK_NAME: {"queue": control_queue(settings)},
+            webhooks.TASK_NAME: {"queue": webhooks.webhook_queue(settings)},
+        },
     }
 
 
@@ -210,6 +224,8 @@ def make_celery(settings: Settings) -> Celery:
     def run_job(task: Any, job_ref: str) -> str:
         keys = JobKeys.from_task_arg(job_ref)
         store = worker_store()
+        if store.hook_sink is None:  # a callback's event goes out as the job ends
+            store.hook_sink = webhooks.dispatcher(store, send_webhook)
         progress = None
         if settings.task_events:
             send = task_states.event_sender(app, task.request.id, task.request.hostname)
@@ -232,9 +248,27 @@ def make_celery(settings: Settings) -> Celery:
                 send = task_states.event_sender(app, keys.task_arg(), process.state.node)
                 task_states.send_failure(send, end)
 
+    def send_webhook(hook_id: str) -> None:
+        send_delivery(app, settings, hook_id)
+
     # Acked at once: a lost sweep is replaced by the next one.
     @app.task(name=SWEEP_TASK_NAME, acks_late=False, ignore_result=True)
     def run_sweep() -> dict[str, int]:
-        return sweep(worker_store(), resend, report_lost_executions)
+        store = worker_store()
+        swept = sweep(store, resend, report_lost_executions)
+        # Webhook deliveries due: new ones nobody sent at once, retries, and
+        # those whose task died with them (their claim expired). Only while a
+        # webhook worker is alive: else they wait in Redis, not as messages
+        # piling up in the broker (one per delivery per claim).
+        swept["webhooks"] = 0
+        if store.workers_seen(queue=webhooks.webhook_queue(settings)):
+            swept["webhooks"] = webhooks.dispatch(store, send_webhook)
+        return swept
+
+    # One attempt at one delivery. Acked at once: the delivery's claim in Redis,
+    # not the message, is what brings it back if this task dies.
+    @app.task(name=webhooks.TASK_NAME, acks_late=False, ignore_result=True)
+    def run_webhook(hook_id: str) -> str:
+        return webhooks.deliver(worker_store(), settings, hook_id)
 
     return app

@@ -6,6 +6,8 @@ a message naming the variable (``ConfigError``), never later at first use.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 import re
@@ -130,6 +132,41 @@ def parse_sql_sources(raw: str) -> SqlSources:
     return SqlSources(tuple(entries.items()))
 
 
+_WHSEC = re.compile(r"^whsec_([A-Za-z0-9+/]+={0,2})$")
+
+
+def parse_webhook_secrets(raw: str) -> tuple[str, ...]:
+    """``tenant:whsec_<base64>,...`` (Standard Webhooks' secret format), checked."""
+    entries = parse_list(raw)
+    tenants: set[str] = set()
+    for entry in entries:
+        tenant, sep, secret = entry.partition(":")
+        match = _WHSEC.match(secret)
+        if not sep or not _TENANT.fullmatch(tenant) or not match:
+            raise ValueError(f"expected tenant:whsec_<base64> entries, got {entry!r}")
+        try:
+            key = base64.b64decode(match.group(1), validate=True)
+        except binascii.Error:
+            raise ValueError(f"the secret of {tenant!r} is not base64") from None
+        if len(key) < 24:
+            raise ValueError(f"the secret of {tenant!r} is under 24 bytes")
+        if tenant in tenants:
+            raise ValueError(f"two secrets for tenant {tenant!r}")
+        tenants.add(tenant)
+    return entries
+
+
+def parse_delays(raw: str) -> tuple[float, ...]:
+    """``5,30,120`` → (5.0, 30.0, 120.0): seconds, each > 0."""
+    try:
+        delays = tuple(float(item) for item in parse_list(raw))
+    except ValueError:
+        raise ValueError(f"expected seconds separated by commas, got {raw!r}") from None
+    if not all(0 < d <= 7 * 86400 for d in delays):
+        raise ValueError(f"each delay must be over 0 and at most 604800 s, got {raw!r}")
+    return delays
+
+
 class _Parsed(fields.Field):  # type: ignore[type-arg]
     """A text setting turned into a value by one of the parsers above."""
 
@@ -155,6 +192,11 @@ LIST: Kind = functools.partial(_Parsed, parse_list)
 RATE: Kind = functools.partial(_Parsed, parse_rate_limit)
 API_KEYS: Kind = functools.partial(_Parsed, parse_api_keys)
 SQL_SOURCES: Kind = functools.partial(_Parsed, parse_sql_sources)
+WEBHOOK_SECRETS: Kind = functools.partial(_Parsed, parse_webhook_secrets)
+DELAYS: Kind = functools.partial(_Parsed, parse_delays)
+
+# Retries of a webhook delivery that failed: about a day in all (23.7 h).
+WEBHOOK_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 28800.0)
 
 
 def _setting(
@@ -228,6 +270,13 @@ class Settings:
     max_hand_backs: int = _setting("JOBGATE_MAX_HAND_BACKS", 10, INT, 0, 1000)
     files_root: str = _setting("JOBGATE_FILES_ROOT", "", TEXT)
     sql_sources: SqlSources = _setting("JOBGATE_SQL_SOURCES", SqlSources(), SQL_SOURCES)
+    sse_keepalive: float = _setting("JOBGATE_SSE_KEEPALIVE", 15.0, FLOAT, 0.1, 300)
+    webhook_secrets: tuple[str, ...] = _setting("JOBGATE_WEBHOOK_SECRETS", (), WEBHOOK_SECRETS)
+    webhook_retry_delays: tuple[float, ...] = _setting(
+        "JOBGATE_WEBHOOK_RETRY_DELAYS", WEBHOOK_RETRY_DELAYS, DELAYS
+    )
+    webhook_allow_hosts: tuple[str, ...] = _setting("JOBGATE_WEBHOOK_ALLOW_HOSTS", (), LIST)
+    webhook_concurrency: int = _setting("JOBGATE_WEBHOOK_CONCURRENCY", 16, INT, 1, 512)
 
     def __post_init__(self) -> None:
         if self.api_keys is None:
@@ -294,13 +343,21 @@ class Settings:
             if isinstance(value, dict):
                 text = ",".join(f"{tenant}:{key}" for key, tenant in value.items())
             elif isinstance(value, tuple):
-                text = ",".join(value)
+                text = ",".join(str(item) for item in value)
             elif isinstance(value, bool):
                 text = "1" if value else "0"
             else:
                 text = str(value)
             env[spec.metadata["env"]] = text
         return env
+
+    def webhook_secret(self, tenant: str) -> str | None:
+        """The tenant's ``whsec_...`` secret (JOBGATE_WEBHOOK_SECRETS), or None."""
+        for entry in self.webhook_secrets:
+            name, _, secret = entry.partition(":")
+            if name == tenant:
+                return secret
+        return None
 
     @property
     def auth_enabled(self) -> bool:

@@ -57,6 +57,12 @@ DUE = PREFIX + "due"
 REQUEUE = PREFIX + "requeue"
 
 
+# Webhook deliveries (workers/webhooks.py): a hash of the pending ones
+# (webhook id → what to deliver, JSON) and a sorted set of them scored by
+# when each is due (a retry's time, or a dispatched one's claim expiry).
+HOOKS = PREFIX + "hooks"
+HOOKS_DUE = PREFIX + "hooks:due"
+
 # Hash of job counters for /metrics (submitted, finished by status and code).
 STATS = PREFIX + "stats"
 
@@ -66,6 +72,7 @@ STATS = PREFIX + "stats"
 JOB_DURATION = PREFIX + "metrics:job_duration"
 JOB_QUEUE_WAIT = PREFIX + "metrics:job_queue_wait"
 HTTP_DURATION = PREFIX + "metrics:http_duration"
+WEBHOOK_DURATION = PREFIX + "metrics:webhook_duration"
 # Hash of HTTP request counts, field ``<method>|<route>|<status>``.
 HTTP_REQUESTS = PREFIX + "metrics:http_requests"
 

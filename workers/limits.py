@@ -19,6 +19,10 @@ MAX_POLL_WAIT_S = 30
 # the stream only has to outlive the longest wait after its last event (with
 # a margin for the time between the read and the block).
 EVENTS_TTL_MS = (MAX_WAIT_S + 5) * 1000
+# The changes a job's events stream keeps while it exists: an SSE client that
+# reconnects (Last-Event-ID) within EVENTS_TTL_MS of the last change, having
+# missed at most this many, resumes without a gap.
+EVENTS_KEPT = 64
 # After the end, only a waiter that read the record a moment before needs the
 # final event; a stream costs ~4.7 KB however short, so it goes soon.
 FINAL_EVENT_TTL_MS = 2_000
@@ -30,6 +34,18 @@ FINAL_EVENT_TTL_MS = 2_000
 WORKER_ALIVE_S = 30
 # How often a worker process writes its alive mark (well within the window).
 WORKER_ALIVE_EVERY_S = 10
+
+# -- webhooks -----------------------------------------------------------------
+
+# The longest one delivery attempt may take (connect, send, answer).
+WEBHOOK_TIMEOUT_S = 10
+# A delivery handed to a task is claimed this long: a task that died with it
+# (its worker restarted) leaves it due again after this, for the sweep.
+WEBHOOK_CLAIM_MS = 60_000
+# Deliveries one dispatch claims and sends.
+WEBHOOK_BATCH = 100
+# Longest callback URL a submit may give.
+CALLBACK_URL_MAX = 2048
 
 # -- counters ---------------------------------------------------------------
 

@@ -73,3 +73,23 @@ CELERY_STATE_OF: MappingProxyType[Status, str] = MappingProxyType(
 def status_of_celery_state(state: str) -> Status:
     """Jobgate status for a Celery state; unknown custom states count as RUNNING."""
     return CELERY_STATES.get(state, Status.RUNNING)
+
+
+class WebhookEvent(enum.StrEnum):
+    """What a callback may ask to be told of (submit's ``callback.events``)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    PROGRESS = "progress"
+
+
+# A callback's events when the submit names none.
+DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.DONE, WebhookEvent.FAILED)
+
+
+class CallbackState(enum.StrEnum):
+    """The status document's ``callback.state``: its latest event's delivery."""
+
+    PENDING = "pending"  # queued, being tried, or waiting for a retry
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every retry failed: given up

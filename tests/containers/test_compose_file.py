@@ -15,7 +15,7 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 COMPOSE_TEXT = (DOCKER / "compose.yaml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 ENV_EXAMPLE = (DOCKER / ".env.example").read_text()
-JOBGATE_SERVICES = ("api", "worker", "sweeper", "beat", "flower")
+JOBGATE_SERVICES = ("api", "worker", "sweeper", "webhooks", "beat", "flower")
 # Set in the image (JOBGATE_BIND) or not meant for compose (a separate broker).
 NOT_FROM_COMPOSE = {"JOBGATE_BIND", "JOBGATE_BROKER_URL"}
 

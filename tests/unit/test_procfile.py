@@ -17,3 +17,9 @@ def test_the_default_process_set_always_has_a_process_for_the_sweep() -> None:
     # a worker that only consumes the sweep's queue always can.
     assert commands()["sweeper"] == "jobgate worker --sweep-only"
     assert commands()["beat"] == "jobgate beat"
+
+
+def test_the_default_process_set_delivers_webhooks_apart_from_jobs() -> None:
+    # Deliveries have a queue and a worker of their own: a slow receiver
+    # never holds a job process.
+    assert commands()["webhooks"] == "jobgate worker --webhooks --name webhooks"

@@ -10,7 +10,7 @@ import pytest
 from tests.unit.helpers import MakeJob
 from workers.errors import JobExpired
 from workers.keys import JobKeys
-from workers.limits import EVENTS_TTL_MS
+from workers.limits import EVENTS_KEPT, EVENTS_TTL_MS
 from workers.states import ErrorCode
 from workers.store import JobStore
 
@@ -55,7 +55,10 @@ def test_a_watching_read_creates_the_stream_with_the_current_state(
 
     after_id = watched(store, job)
 
-    assert last_event(client, job) == (after_id, {"s": "RUNNING", "p": "40"})
+    assert last_event(client, job) == (
+        after_id,
+        {"s": "RUNNING", "p": "40", "m": "Running", "v": client.hget(job.record, "ev")},
+    )
     assert watched(store, job) == after_id  # a second waiter reuses it
 
 
@@ -118,7 +121,7 @@ def test_transition_appends_an_event(
 
 
 @pytest.mark.parametrize("name", list(TRANSITIONS))
-def test_events_stream_keeps_one_entry_and_has_a_ttl(
+def test_events_stream_numbers_each_change_and_has_a_ttl(
     store: JobStore, client: Any, make_job: MakeJob, name: str
 ) -> None:
     status, transition, _ = TRANSITIONS[name]
@@ -128,8 +131,39 @@ def test_events_stream_keeps_one_entry_and_has_a_ttl(
 
     transition(store, job)
 
-    assert client.xlen(job.events) == 1
+    changes = [int(fields["v"]) for _id, fields in client.xrange(job.events)]
+    assert changes == list(range(changes[0], changes[0] + len(changes)))
+    assert changes[-1] == int(client.hget(job.record, "ev"))
     assert 0 < client.pttl(job.events) <= EVENTS_TTL_MS
+
+
+def test_events_stream_keeps_the_last_changes_only(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    job = make_job("RUNNING")
+    watched(store, job)
+
+    for percent in range(1, EVENTS_KEPT + 11):
+        store.report(job, percent)
+
+    kept = client.xrange(job.events)
+    assert len(kept) == EVENTS_KEPT
+    assert kept[-1][1]["p"] == str(EVENTS_KEPT + 10)
+
+
+def test_every_change_counts_whether_watched_or_not(
+    store: JobStore, client: Any, make_job: MakeJob
+) -> None:
+    job = make_job("RUNNING")
+    before = int(client.hget(job.record, "ev") or 0)
+
+    store.report(job, 10)
+    store.report(job, 5)  # lower: no change
+    store.report(job, None, "Running: x")
+    store.finish_done(job, "[]")
+
+    assert int(client.hget(job.record, "ev")) == before + 3
+    assert not client.exists(job.events)
 
 
 @pytest.mark.parametrize("name", list(TRANSITIONS))
@@ -205,3 +239,18 @@ def test_events_stream_goes_two_seconds_after_the_end(
 
     assert last_event(client, job) is not None
     assert 0 < client.pttl(job.events) <= 2000
+
+
+def test_wait_for_event_answers_the_latest_of_several_changes(
+    store: JobStore, make_job: MakeJob
+) -> None:
+    job = make_job("RUNNING")
+    after_id = store.read(job, poll=True, watch=True).last_event_id
+    store.report(job, 10)
+    store.report(job, 20)
+    store.finish_done(job, "[]")
+
+    event = store.wait_for_event(job, after_id, timeout=10)
+
+    assert event is not None
+    assert event[1] == "DONE"

@@ -66,18 +66,34 @@ local function is_terminal(status)
   return TERMINAL[status] == true
 end
 
+
+-- The stream's entry for a state: status, progress, message and change number.
+local function add_event(status, progress, ev)
+  return redis.call('XADD', K_EVENTS, 'MAXLEN', EVENTS_KEPT, '*', 's', status, 'p', progress,
+    'm', redis.call('HGET', K_RECORD, 'message') or '', 'v', ev)
+end
+
 -- Wake every waiter blocked on the job's stream. The stream exists only while
--- someone waits (ensure_stream): a job nobody waits for costs no stream and
--- no write here. It never outlives the job: ``life_ms`` caps its TTL (blocked
--- readers are served when the script ends, so even 1 ms wakes them).
--- ``progress`` nil: the record's, read only when there is a stream.
-local function notify(status, progress, life_ms)
+-- someone waits or streams (ensure_stream): a job nobody watches costs no
+-- stream and no write here but the change count. It keeps the last
+-- EVENTS_KEPT changes, so an SSE client that reconnects resumes exactly, and
+-- it never outlives the job: ``life_ms`` caps its TTL (blocked readers are
+-- served when the script ends, so even 1 ms wakes them).
+-- Every change of status, progress or message counts in the record's ``ev``
+-- (the SSE event id, app/events.py): one HINCRBY, however many watch; ``gone``:
+-- the record was just deleted, nothing to count. ``progress`` nil: the
+-- record's, read only when there is a stream.
+local function notify(status, progress, life_ms, gone)
+  local ev = 0
+  if not gone then
+    ev = redis.call('HINCRBY', K_RECORD, 'ev', 1)
+  end
   if redis.call('EXISTS', K_EVENTS) == 0 then
     return
   end
   progress = progress or redis.call('HGET', K_RECORD, 'progress') or '0'
   life_ms = life_ms or redis.call('PTTL', K_RECORD)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  add_event(status, progress, ev)
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, life_ms)))
 end
 
@@ -89,9 +105,35 @@ local function ensure_stream(status, progress)
     redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
     return last[1][1]
   end
-  local id = redis.call('XADD', K_EVENTS, 'MAXLEN', '1', '*', 's', status, 'p', progress)
+  local id = add_event(status, progress, hget_num('ev'))
   redis.call('PEXPIRE', K_EVENTS, math.max(1, math.min(EVENTS_TTL_MS, redis.call('PTTL', K_RECORD))))
   return id
+end
+
+-- 1 once this call has queued a webhook delivery: scripts that may end or
+-- advance a job return it, so their caller can dispatch it at once (else the
+-- sweep does, workers/webhooks.py).
+local HOOKED = 0
+
+-- The job has a callback that wants ``event`` (done, failed, progress): queue a
+-- delivery, due now, under a new webhook id (the same for all its retries),
+-- with what the event says; the record's callback state becomes pending.
+local function add_hook(event, status, progress, message, err)
+  local cb = redis.call('HMGET', K_RECORD, 'cb', 'cbe')
+  if not cb[1] or not string.find(cb[2] or '', ',' .. event .. ',', 1, true) then
+    return
+  end
+  local now = now_ms()
+  local id = 'msg_' .. ERROR_ID
+  redis.call('HSET', K_HOOKS, id, cjson.encode({job = MEMBER, event = event, url = cb[1],
+    change = hget_num('ev'), status = status, progress = tonumber(progress) or 0,
+    message = message, error = err or '', at = now, attempts = 0}))
+  redis.call('ZADD', K_HOOKS_DUE, now, id)
+  redis.call('PEXPIRE', K_HOOKS, INDEX_TTL_MS)
+  redis.call('PEXPIRE', K_HOOKS_DUE, INDEX_TTL_MS)
+  redis.call('HSET', K_RECORD, 'cbs', CALLBACK_PENDING, 'cba', 0, 'cbn', id)
+  redis.call('HDEL', K_RECORD, 'cbh')
+  HOOKED = 1
 end
 
 -- An error of ``code``; whether it is retryable is the code's (RETRYABLE).
@@ -315,12 +357,19 @@ local function finish(now, status, message, err, finished_at)
   redis.call('ZREM', K_REQUEUE, MEMBER)
   redis.call('DEL', K_HB, K_LEASE)
   del_partial()
+  local event = EVENT_FAILED
+  if status == STATUS_DONE then
+    event = EVENT_DONE
+    -- (The record keeps no DONE message; its webhook says it: records.py's words.)
+    message = string.format('Done in %.3f seconds', (finished_at - hget_num('started')) / 1000)
+  end
   if ttl <= 0 then
+    add_hook(event, status, redis.call('HGET', K_RECORD, 'progress') or '0', message, err)
     del_result()
     redis.call('DEL', K_RECORD)
     redis.call('PEXPIRE', K_TOMB, math.max(1, ttl + TOMB_TTL_MS))
     keep_listed_until(now + math.max(1, ttl + TOMB_TTL_MS))
-    notify(status, 0, 1)
+    notify(status, 0, 1, true)
     return ABSENT_GONE
   end
   local progress = PROGRESS_DONE
@@ -350,6 +399,7 @@ local function finish(now, status, message, err, finished_at)
   redis.call('PEXPIRE', K_TOMB, ttl + TOMB_TTL_MS)
   keep_listed_until(now + ttl + TOMB_TTL_MS)
   notify(status, progress, math.min(ttl, FINAL_EVENT_TTL_MS))
+  add_hook(event, status, progress, message, err)
   return status
 end
 

@@ -2,6 +2,7 @@
 --   max_attempts, watch (0|1: the caller will wait for the job: create its events stream),
 --   request_id (the submitting request's X-Request-ID, kept as 'rid' for the worker's logs; may be ''),
 --   queue (its broker queue's name), priority (0-9; K_QUEUE is the index of both)
+--   callback_url ('' = none), callback_events (',done,failed,': the events it wants)
 -- Returns {'created', <what read_job returns after 'ok'>} | {'exists'} | {'conflict'} |
 --   {'tombstoned'} | {'too_many', active}.
 local job_type, params = ARGS[1], ARGS[2]
@@ -34,6 +35,9 @@ redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
 QUEUE_NAME = ARGS[10]
 if ARGS[9] and ARGS[9] ~= '' then
   redis.call('HSET', K_RECORD, 'rid', ARGS[9])
+end
+if ARGS[12] and ARGS[12] ~= '' then
+  redis.call('HSET', K_RECORD, 'cb', ARGS[12], 'cbe', ARGS[13], 'cbs', CALLBACK_PENDING, 'cba', 0)
 end
 if poll_timeout > 0 then
   set_heartbeat(now, poll_timeout)

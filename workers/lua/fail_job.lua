@@ -2,7 +2,8 @@
 -- that is not terminal yet. ARGS: code, message
 -- (retryable or not as the code is: RETRYABLE)
 -- A worker (TOKEN its lease token) fails only the execution it owns.
--- Returns {status_after, applied}: FAILED when this call failed it, else the status it had.
+-- Returns {status_after, applied, hooked}: FAILED when this call failed it, else the
+-- status it had; hooked 1 when a webhook delivery was queued.
 local now = now_ms()
 local status = settle(now)
 if status == nil or status == ABSENT_GONE or is_terminal(status) then
@@ -12,4 +13,5 @@ if not owned() then
   return {TAG_LEASE_LOST, 0}
 end
 local err = error_json(ARGS[1], ARGS[2])
-return {finish(now, STATUS_FAILED, ARGS[2], err, now), 1}
+local failed = finish(now, STATUS_FAILED, ARGS[2], err, now)
+return {failed, 1, HOOKED}

@@ -7,8 +7,9 @@
 --   truncated ('1': the job cut its result short)
 -- A worker whose lease another execution has taken over writes nothing.
 -- Returns {status_or_'missing'|'gone'|'LEASE_LOST', applied (0|1)}, and when it
--- applied: the seconds the job ran (text, or false) and 1 when this call
--- counted them in the duration histogram (observe_end), else 0.
+-- applied: hooked (0|1: a webhook delivery was queued), the seconds the job ran
+-- (text, or false) and 1 when this call counted them in the duration histogram
+-- (observe_end), else 0.
 local outcome, payload, chunks, truncated = ARGS[1], ARGS[2], ARGS[3] or '', ARGS[4] or ''
 local now = now_ms()
 local refused = refuse_unless_owned_running(now)
@@ -41,8 +42,8 @@ if outcome == STATUS_DONE then
   end
   -- (Its message, 'Done in <seconds> seconds', is read from its times: records.py.)
   local status = finish(now, STATUS_DONE, '', nil, now)
-  return {status, 1, observe_end(status, true)}
+  return {status, 1, HOOKED, observe_end(status, true)}
 end
 local message = cjson.decode(payload)['message']
 local status = finish(now, STATUS_FAILED, message, payload, now)
-return {status, 1, observe_end(status, true)}
+return {status, 1, HOOKED, observe_end(status, true)}

@@ -5,7 +5,8 @@
 --   chunk (the index of the partial chunk the rows go to; 0 = K_PARTIAL)
 -- The call renews the caller's lease; a caller whose lease another execution
 -- has taken over gets 'LEASE_LOST' and writes nothing.
--- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress}.
+-- Returns {status_or_'missing'|'gone'|'LEASE_LOST', progress, hooked (0|1: a
+--   'progress' webhook delivery was queued)}.
 local percent = tonumber(ARGS[1])
 local message, rows = ARGS[2], ARGS[3]
 local now = now_ms()
@@ -17,13 +18,13 @@ if TOKEN ~= '' then
   redis.call('PEXPIRE', K_LEASE, hget_num('lease_ms'))
 end
 local progress = hget_num('progress')
-local changed = false
+local changed, advanced = false, false
 if percent >= 0 then
   local capped = math.min(PROGRESS_RUNNING_MAX, math.floor(percent))
   if capped > progress then
     progress = capped
     redis.call('HSET', K_RECORD, 'progress', progress)
-    changed = true
+    changed, advanced = true, true
   end
 end
 if message ~= '' then
@@ -46,4 +47,7 @@ if changed then
     renew_live_ttl()
   end
 end
-return {STATUS_RUNNING, progress}
+if advanced then
+  add_hook(EVENT_PROGRESS, STATUS_RUNNING, progress, redis.call('HGET', K_RECORD, 'message'), nil)
+end
+return {STATUS_RUNNING, progress, HOOKED}

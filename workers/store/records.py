@@ -45,6 +45,21 @@ def _expires_ms(raw: dict[str, str]) -> int | None:
     return None if finished is None else finished + int(raw["retention"]) * 1000
 
 
+def _callback(raw: dict[str, str]) -> dict[str, Any] | None:
+    """The status document's ``callback``, from the record's ``cb*`` fields."""
+    if not raw.get("cb"):
+        return None
+    callback: dict[str, Any] = {
+        "url": raw["cb"],
+        "events": [e for e in raw.get("cbe", "").split(",") if e],
+        "state": raw.get("cbs", "pending"),
+        "attempts": int(raw.get("cba", 0)),
+    }
+    if raw.get("cbh"):
+        callback["last_status"] = int(raw["cbh"])
+    return callback
+
+
 @dataclass(frozen=True)
 class Execution:
     """One execution of a job, as its record keeps it."""
@@ -114,6 +129,11 @@ class JobRecord:
     # Its broker queue ('' for a job made before queues had priorities) and priority.
     queue: str = ""
     priority: int = DEFAULT_PRIORITY
+    # How many changes of status, progress or message the job has had (its
+    # latest SSE event id).
+    changes: int = 0
+    # The callback (docs/api.md): url, events, state, attempts, last_status.
+    callback: dict[str, Any] | None = None
 
     @property
     def job_id(self) -> str:
@@ -153,6 +173,8 @@ class JobRecord:
             truncated=raw.get("truncated") == "1",
             queue=raw.get("queue", ""),
             priority=int(raw.get("priority", DEFAULT_PRIORITY)),
+            changes=int(raw.get("ev", 0)),
+            callback=_callback(raw),
         )
 
 

@@ -23,7 +23,14 @@ from workers import keys as keyspace
 from workers import limits
 from workers.keys import JobKeys
 from workers.registry import HIGHEST_PRIORITY
-from workers.states import RETRYABLE, TERMINAL, ErrorCode, Status
+from workers.states import (
+    RETRYABLE,
+    TERMINAL,
+    CallbackState,
+    ErrorCode,
+    Status,
+    WebhookEvent,
+)
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
@@ -68,6 +75,8 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
     ("K_REQUEUE", lambda job, queue: keyspace.REQUEUE),
     ("K_QUEUE_WAIT", lambda job, queue: keyspace.JOB_QUEUE_WAIT),
     ("K_DURATION", lambda job, queue: keyspace.JOB_DURATION),
+    ("K_HOOKS", lambda job, queue: keyspace.HOOKS),
+    ("K_HOOKS_DUE", lambda job, queue: keyspace.HOOKS_DUE),
 )
 
 
@@ -111,6 +120,7 @@ def _lua_set(name: str, members: frozenset[Status] | frozenset[ErrorCode]) -> st
 LUA_LIMITS: dict[str, int] = {
     "EVENTS_TTL_MS": limits.EVENTS_TTL_MS,
     "FINAL_EVENT_TTL_MS": limits.FINAL_EVENT_TTL_MS,
+    "EVENTS_KEPT": limits.EVENTS_KEPT,
     "STATS_TTL_MS": limits.STATS_TTL_MS,
     "LOST_CONFIRM_MS": limits.LOST_CONFIRM_MS,
     "MAX_LOST_RESENDS": limits.MAX_LOST_RESENDS,
@@ -232,9 +242,10 @@ class Applied(NamedTuple):
     """The reply of fail_job, finish_job and hand_back: the job's status after
     the call (or 'missing', 'gone', 'LEASE_LOST'), and whether the call changed it.
 
-    finish_job also tells, when it applied, the seconds the job ran and
-    whether it counted them in the duration histogram (it always does, unless
-    the record had gone)."""
+    Its third element, where a script has it, is ``hooked`` (1: a webhook
+    delivery was queued: JobStore._hooked). finish_job also tells, when it
+    applied, the seconds the job ran and whether it counted them in the
+    duration histogram (it always does, unless the record had gone)."""
 
     status: str
     applied: bool
@@ -243,10 +254,10 @@ class Applied(NamedTuple):
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Applied:
-        if len(reply) < 4:
+        if len(reply) < 5:
             return cls(str(reply[0]), bool(reply[1]))
-        seconds = float(reply[2]) if reply[2] else None
-        return cls(str(reply[0]), bool(reply[1]), seconds, bool(reply[3]))
+        seconds = float(reply[3]) if reply[3] else None
+        return cls(str(reply[0]), bool(reply[1]), seconds, bool(reply[4]))
 
 
 class StartReply(NamedTuple):
@@ -315,4 +326,6 @@ REPLY_TAGS: dict[str, type[enum.StrEnum]] = {
     "RUN": RunEnd,
     "RESEND": ResendReason,
     "CHUNKS": Chunks,
+    "EVENT": WebhookEvent,
+    "CALLBACK": CallbackState,
 }

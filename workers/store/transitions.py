@@ -9,9 +9,10 @@ Raises ``BackendUnavailable`` when Redis is unreachable, ``JobNotFound`` /
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from workers import keys as keyspace
@@ -22,6 +23,7 @@ from workers.errors import JobExpired, JobgateError, JobNotFound
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
 from workers.store.connection import backend_errors, redis_client
+from workers.store.hooks import Hooks
 from workers.store.liveness import Liveness
 from workers.store.records import JobRecord, Started
 from workers.store.recovery import Recovery
@@ -36,6 +38,8 @@ from workers.store.scripts import (
 )
 from workers.store.values import dumps, new_id
 
+log = logging.getLogger(__name__)
+
 
 class Created(NamedTuple):
     """What ``create`` did, and the new job's record when it created it."""
@@ -44,8 +48,21 @@ class Created(NamedTuple):
     record: JobRecord | None = None
 
 
-class JobStore(Recovery, Liveness):
+class JobStore(Recovery, Liveness, Hooks):
     """The only code that touches Jobgate's Redis keys."""
+
+    # Called (no arguments) after a change that queued a webhook delivery, so
+    # that it goes out at once (workers/webhooks.py dispatch); without it, or
+    # when it fails, the sweep sends it. Set by the worker and the API.
+    hook_sink: Callable[[], None] | None = None
+
+    def _hooked(self, reply: list[Any], index: int) -> None:
+        if self.hook_sink is None or len(reply) <= index or not int(reply[index] or 0):
+            return
+        try:
+            self.hook_sink()
+        except Exception as exc:  # the sweep sends it instead
+            log.warning("webhook not dispatched at once (the sweep will): %s", exc)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -77,6 +94,8 @@ class JobStore(Recovery, Liveness):
         request_id: str = "",
         queue: str = "",
         priority: int = registry.DEFAULT_PRIORITY,
+        callback_url: str = "",
+        callback_events: tuple[str, ...] = (),
     ) -> Created:
         """Create the job unless its id is taken (see ``CreateOutcome``); a new
         job comes back with its record (what a read would return): one round
@@ -100,6 +119,8 @@ class JobStore(Recovery, Liveness):
             request_id[: limits.RECORD_VALUE_MAX],
             queue,
             priority,
+            callback_url,
+            "," + ",".join(callback_events) + ",",
             queue_key=keyspace.queue_index(queue, priority),
         )
         outcome = CreateOutcome(reply[0])
@@ -193,7 +214,9 @@ class JobStore(Recovery, Liveness):
     @backend_errors
     def cancel(self, keys: JobKeys) -> CancelOutcome:
         """Cancel a live job, delete a terminal one (see ``CancelOutcome``)."""
-        return CancelOutcome(self._run("cancel_job", keys)[0])
+        reply = self._run("cancel_job", keys)
+        self._hooked(reply, 1)
+        return CancelOutcome(reply[0])
 
     @backend_errors
     def wait_for_event(
@@ -201,17 +224,41 @@ class JobStore(Recovery, Liveness):
     ) -> tuple[str, str] | None:
         """Block until the job's status or progress changes after ``after_id``.
 
-        Returns (event id, status), or None on timeout. No polling: one
-        blocking XREAD that Redis wakes when a script appends to the stream.
+        Returns the latest (event id, status), or None on timeout. No polling:
+        one blocking XREAD that Redis wakes when a script appends to the stream
+        (which keeps the last EVENTS_KEPT changes: all of them are read, the
+        last one answers).
         """
         block_ms = max(1, int(min(timeout, limits.MAX_WAIT_S) * 1000))
         # RESP2 reply: [[stream, [(id, fields)]]] (redis-py types every protocol at once).
-        reply: Any = self.blocking.xread({keys.events: after_id}, count=1, block=block_ms)
+        reply: Any = self.blocking.xread(
+            {keys.events: after_id}, count=limits.EVENTS_KEPT, block=block_ms
+        )
         if not reply:
             return None
         _stream, entries = reply[0]
         event_id, fields = entries[-1]
         return str(event_id), str(fields.get("s", ""))
+
+    @backend_errors
+    def events_after(
+        self, keys: JobKeys, after_id: str, timeout: float
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The entries of the job's events stream after ``after_id`` (up to
+        EVENTS_KEPT), blocking up to ``timeout`` s for the first one when
+        there are none yet; [] on timeout. The connection returns to the pool
+        after each call, so a stream's reader holds one only while it blocks."""
+        if timeout <= 0:
+            entries: Any = self.redis.xrange(keys.events, f"({after_id}", "+")
+            return [(str(i), dict(f)) for i, f in entries]
+        block_ms = max(1, int(min(timeout, limits.MAX_WAIT_S) * 1000))
+        reply: Any = self.blocking.xread(
+            {keys.events: after_id}, count=limits.EVENTS_KEPT, block=block_ms
+        )
+        if not reply:
+            return []
+        _stream, found = reply[0]
+        return [(str(i), dict(f)) for i, f in found]
 
     @backend_errors
     def fail(self, keys: JobKeys, code: ErrorCode, message: str, *, token: str = "") -> bool:
@@ -220,7 +267,9 @@ class JobStore(Recovery, Liveness):
         With a worker's ``token``, only the execution that token owns. Whether
         the error is retryable is the code's (``workers.states.RETRYABLE``).
         """
-        return Applied.parse(self._run("fail_job", keys, code.value, message, token=token)).applied
+        reply = self._run("fail_job", keys, code.value, message, token=token)
+        self._hooked(reply, 2)
+        return Applied.parse(reply).applied
 
     # -- the worker side ----------------------------------------------------
 
@@ -252,6 +301,7 @@ class JobStore(Recovery, Liveness):
         """
         pct = -1 if percent is None else percent
         reply = self._run("report_progress", keys, pct, message, rows, chunk, token=token)
+        self._hooked(reply, 2)
         return str(reply[0])
 
     def finish_done(
@@ -302,6 +352,7 @@ class JobStore(Recovery, Liveness):
             "1" if truncated else "",
             token=token,
         )
+        self._hooked(reply, 2)
         return Applied.parse(reply)
 
     @backend_errors
@@ -309,6 +360,7 @@ class JobStore(Recovery, Liveness):
         """``finish_failed``, with what the call did (see ``end_done``)."""
         payload = dumps({"id": new_id(), **error})
         reply = self._run("finish_job", keys, Status.FAILED.value, payload, token=token)
+        self._hooked(reply, 2)
         return Applied.parse(reply)
 
     @backend_errors
