@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import http_metrics, jobs, ops, requestlog
+from app import http_metrics, jobs, ops, publishing, requestlog
 from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     store = JobStore.from_settings(settings)
     store.warn_unless_noeviction()
+    publishing.apply()  # one Redis client per kombu channel, not one per submit
     http = http_metrics.install(app, store.redis)
     app.extensions["jobgate"] = Jobgate(
         settings=settings,
