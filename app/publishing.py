@@ -55,5 +55,5 @@ def apply() -> bool:
         return True
     if not covers(version("kombu")):
         return False
-    kombu_redis.Channel.conn_or_acquire = _conn_or_acquire
+    kombu_redis.Channel.conn_or_acquire = _conn_or_acquire  # type: ignore[method-assign]
     return True

@@ -6,7 +6,7 @@ from importlib.metadata import version
 from typing import Any
 
 import fakeredis
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 
 from app import publishing
@@ -29,7 +29,7 @@ def test_a_channel_keeps_one_client_while_its_pool_lives(monkeypatch: Any) -> No
         "_get_pool",
         lambda self, asynchronous=False: fakeredis.FakeRedis(server=server).connection_pool,
     )
-    with Connection("redis://127.0.0.1:1/0") as conn:
+    with Connection("redis://127.0.0.1:1/0") as conn:  # type: ignore[no-untyped-call]
         channel = conn.default_channel
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
             assert first is second
