@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -13,6 +14,12 @@ from workers.config import Settings
 from workers.keys import JobKeys
 from workers.store.scripts import SCRIPT_NAMES, CommonArgs, lua_source, script_keys
 from workers.store.values import new_id
+
+
+@lru_cache(maxsize=4096)
+def _script_keys(keys: JobKeys, queue: str) -> tuple[str, ...]:
+    """A job's script KEYS, built once while it is polled (15 key names a call)."""
+    return tuple(script_keys(keys, queue))
 
 
 class StoreCore:
@@ -45,8 +52,8 @@ class StoreCore:
         longest_clock = max(self.settings.poll_timeout_max, self.settings.max_runtime, *runtimes)
         return longest_clock + self.settings.retention_max
 
-    def _keys(self, keys: JobKeys) -> list[str]:
-        return script_keys(keys, self.settings.queue)
+    def _keys(self, keys: JobKeys) -> tuple[str, ...]:
+        return _script_keys(keys, self.settings.queue)
 
     def _argv(self, token: str, *args: Any) -> list[Any]:
         common = CommonArgs(
