@@ -137,12 +137,18 @@ def fastest(runs: dict[str, list[WrkResult]]) -> str:
 
 
 def cpu_note(results: list[WrkResult]) -> str:
-    """Median CPU µs per request of the API and of Redis, and wrk's CPU."""
-    api = spread([r.us_per_request("api") for r in results]).median
+    """Median CPU µs per request of the API (with the supervisor's relay of
+    its lines, under jobgate run) and of Redis, and wrk's own CPU."""
+    api = spread([r.us_per_request("api") + r.us_per_request("relay") for r in results]).median
+    relay = spread([r.us_per_request("relay") for r in results]).median
     redis_us = spread([r.us_per_request("redis") for r in results]).median
     wrk = spread([r.wrk_cores for r in results]).median
     errors = sum(r.errors for r in results)
-    text = f"CPU per request: API {api:,.0f} µs, Redis {redis_us:,.0f} µs; wrk {wrk:.2f} of a core"
+    of_which = f" (of which the supervisor's relay {relay:,.0f} µs)" if relay else ""
+    text = (
+        f"CPU per request: API {api:,.0f} µs{of_which}, Redis {redis_us:,.0f} µs; "
+        f"wrk {wrk:.2f} of a core"
+    )
     return text + (f"; {errors} errors" if errors else "")
 
 
@@ -199,18 +205,27 @@ def run(ctx: RunContext) -> list[Row]:
         jobgate_paths = ",".join(f"/v1/jobs/{i}" for i in running)
         baseline_paths = ",".join(f"/poll/job{i}" for i in range(len(running)))
 
-        def poll(url: str, paths: str, api_cpu: Callable[[], float], seconds: int) -> WrkResult:
+        def poll(
+            url: str,
+            paths: str,
+            api_cpu: Callable[[], float],
+            seconds: int,
+            relay_cpu: Callable[[], float] = lambda: 0.0,
+        ) -> WrkResult:
             return run_wrk(
                 url,
                 "poll.lua",
                 env={"BENCH_PATHS": paths},
                 connections=CONNECTIONS,
                 seconds=seconds,
-                server_cpu={"api": api_cpu, "redis": redis_server.cpu_seconds},
+                server_cpu={"api": api_cpu, "relay": relay_cpu, "redis": redis_server.cpu_seconds},
             )
 
         def poll_jobgate(seconds: int = ctx.seconds) -> WrkResult:
-            return poll(jobgate.url, jobgate_paths, jobgate.api_cpu_seconds, seconds)
+            return poll(
+                jobgate.url, jobgate_paths, jobgate.api_cpu_seconds, seconds,
+                jobgate.relay_cpu_seconds,
+            )  # fmt: skip
 
         def poll_baseline(web: WebServer) -> Callable[[], WrkResult]:
             return lambda: poll(web.url, baseline_paths, web.proc.cpu_seconds, ctx.seconds)

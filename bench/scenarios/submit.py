@@ -73,18 +73,28 @@ def run(ctx: RunContext) -> list[Row]:
             if status != 202:
                 raise BenchError(f"the baseline's submit answered {status}: {doc}")
 
-        def submit(url: str, api_cpu: Callable[[], float], seconds: int) -> WrkResult:
+        def submit(
+            url: str,
+            api_cpu: Callable[[], float],
+            seconds: int,
+            relay_cpu: Callable[[], float] = lambda: 0.0,
+        ) -> WrkResult:
             return run_wrk(
                 url,
                 "submit.lua",
                 env={"BENCH_BODY": json.dumps(BODY)},
                 connections=CONNECTIONS,
                 seconds=seconds,
-                server_cpu={"api": api_cpu, "redis": redis_server.cpu_seconds},
+                server_cpu={"api": api_cpu, "relay": relay_cpu, "redis": redis_server.cpu_seconds},
             )
 
         def submit_jobgate(seconds: int = ctx.seconds) -> WrkResult:
-            return submit(f"{jobgate.url}/v1/jobs", jobgate.api_cpu_seconds, seconds)
+            return submit(
+                f"{jobgate.url}/v1/jobs",
+                jobgate.api_cpu_seconds,
+                seconds,
+                jobgate.relay_cpu_seconds,
+            )
 
         def submit_baseline(web: WebServer) -> Callable[[], WrkResult]:
             return lambda: submit(f"{web.url}/submit", web.proc.cpu_seconds, ctx.seconds)
