@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable
+from types import FunctionType, MethodType
+from typing import Any
 
 from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
@@ -22,6 +25,36 @@ from workers.store import JobStore
 
 API_VERSION = "1.0.0"
 SWAGGER_UI_ASSETS = "/docs/assets"
+# More functions than the code defines: what JobgateFlask.ensure_sync remembers.
+ENSURE_SYNC_CACHE = 4096
+
+
+class JobgateFlask(Flask):
+    """Flask, with ``ensure_sync`` answered from a cache.
+
+    Flask asks ``ensure_sync`` about every hook and view it calls, and
+    flask-smorest's decorators ask again at each layer: 18 times a poll, each
+    an ``inspect.iscoroutinefunction`` (a twentieth of a poll's CPU). Whether
+    a function is a coroutine function does not change, so each is asked once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # function -> whether it is a plain (not a coroutine) function. Keyed
+        # by the function itself, never by a bound method (a MethodView's are
+        # new each request), so it holds one entry per function of the code.
+        self._plain: dict[FunctionType, bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        code = func.__func__ if isinstance(func, MethodType) else func
+        if not isinstance(code, FunctionType):  # a partial, a callable object
+            return super().ensure_sync(func)
+        plain = self._plain.get(code)
+        if plain is None:
+            plain = super().ensure_sync(code) is code
+            if len(self._plain) < ENSURE_SYNC_CACHE:  # functions made per request stay out
+                self._plain[code] = plain
+        return func if plain else super().ensure_sync(func)
 
 
 def swagger_ui_assets() -> Blueprint:
@@ -40,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     keyring = KeyRing.from_settings(settings)
     check_bind_allowed(settings, keyring)
 
-    app = Flask("jobgate")
+    app = JobgateFlask("jobgate")
     app.config.update(
         # One byte more than the limit: see app.jobs.request_body.
         MAX_CONTENT_LENGTH=settings.max_body + 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Response, g, request
@@ -161,6 +161,8 @@ def job_response(
 
 @blp.route("/jobs")
 class Jobs(MethodView):
+    init_every_request = False  # no state: one instance serves every request
+
     @blp.arguments(ListQuery(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=JobListSchema, description="The caller's jobs, newest first.")
     @_problems(401, 422, 503)
@@ -192,55 +194,67 @@ class Jobs(MethodView):
     @_problems(400, 401, 409, 413, 415, 422, 429, 503)
     def post(self) -> Response:
         """Submit a job."""
-        jg = jobgate()
-        data = load_submit(read_json_body())
-        job_type = registry.get_available(data["type"], jg.settings)
-        assert job_type is not None  # the per-type schema only admits registered types
-        params = job_type.params_schema.dump(data["params"])
-        params_json = service.stored_params(params, jg.settings.max_params_bytes)
-        callback = data.get("callback")
-        if callback is not None and jg.settings.webhook_secret(g.tenant) is None:
-            raise ValidationFailed(
-                {"callback": ["No webhook secret for this tenant (JOBGATE_WEBHOOK_SECRETS)."]}
-            )
+        return submit_job()
 
-        wait, applied = data.get("wait"), None
-        if wait is None:
-            wait, applied = preferred_wait(request.headers.get("Prefer", "")) or (
-                jg.settings.default_wait,
-                None,
-            )
-        keys = JobKeys(g.tenant, data.get("id") or new_id())
-        outcome, created = service.create_job(
-            jg.store,
-            keys,
-            job_type,
-            params_json,
-            poll_timeout=data["poll_timeout"],
-            retention=data["retention"],
-            watch=wait > 0,
-            request_id=g.request_id,
-            priority=data["priority"],
-            callback=callback,
+    def dispatch_request(self, **kwargs: Any) -> Response:
+        # POST: straight to the view's work, past flask-smorest's decorators,
+        # which only document it (each layer a call and an ensure_sync).
+        if request.method == "POST":
+            return submit_job()
+        return cast(Response, super().dispatch_request(**kwargs))
+
+
+def submit_job() -> Response:
+    """POST /v1/jobs: validate, create, enqueue, maybe wait, answer."""
+    jg = jobgate()
+    data = load_submit(read_json_body())
+    job_type = registry.get_available(data["type"], jg.settings)
+    assert job_type is not None  # the per-type schema only admits registered types
+    params = job_type.params_schema.dump(data["params"])
+    params_json = service.stored_params(params, jg.settings.max_params_bytes)
+    callback = data.get("callback")
+    if callback is not None and jg.settings.webhook_secret(g.tenant) is None:
+        raise ValidationFailed(
+            {"callback": ["No webhook secret for this tenant (JOBGATE_WEBHOOK_SECRETS)."]}
         )
-        if outcome is CreateOutcome.CREATED:
-            jg.enqueue(keys, job_type, data["priority"])
-        record = created
-        if wait > 0:
-            # A replay's wait claims a slot like any other: one tenant's
-            # replays cannot park threads past its share either.
-            with jg.wait_slots.claim(g.tenant) as may_wait:
-                if may_wait:
-                    service.wait_until_terminal(jg.store, keys, "0-0", wait)
-                    record = None
-        if record is None:  # waited, or an idempotent replay: read it as it is now
-            record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
-        headers = {}
-        if outcome is CreateOutcome.EXISTS:
-            headers["Idempotent-Replayed"] = "true"
-        if applied:
-            headers["Preference-Applied"] = applied
-        return job_response(record, created=True, headers=headers)
+
+    wait, applied = data.get("wait"), None
+    if wait is None:
+        wait, applied = preferred_wait(request.headers.get("Prefer", "")) or (
+            jg.settings.default_wait,
+            None,
+        )
+    keys = JobKeys(g.tenant, data.get("id") or new_id())
+    outcome, created = service.create_job(
+        jg.store,
+        keys,
+        job_type,
+        params_json,
+        poll_timeout=data["poll_timeout"],
+        retention=data["retention"],
+        watch=wait > 0,
+        request_id=g.request_id,
+        priority=data["priority"],
+        callback=callback,
+    )
+    if outcome is CreateOutcome.CREATED:
+        jg.enqueue(keys, job_type, data["priority"])
+    record = created
+    if wait > 0:
+        # A replay's wait claims a slot like any other: one tenant's
+        # replays cannot park threads past its share either.
+        with jg.wait_slots.claim(g.tenant) as may_wait:
+            if may_wait:
+                service.wait_until_terminal(jg.store, keys, "0-0", wait)
+                record = None
+    if record is None:  # waited, or an idempotent replay: read it as it is now
+        record = jg.store.read(keys, poll=True, inline_max=jg.settings.inline_result_bytes)
+    headers = {}
+    if outcome is CreateOutcome.EXISTS:
+        headers["Idempotent-Replayed"] = "true"
+    if applied:
+        headers["Preference-Applied"] = applied
+    return job_response(record, created=True, headers=headers)
 
 
 def _field_errors(exc: ValidationError) -> dict[str, Any]:
@@ -268,22 +282,25 @@ def load_submit(body: Any) -> dict[str, Any]:
 
 @blp.route("/jobs/<job_id>")
 class Job(MethodView):
+    init_every_request = False  # no state: one instance serves every request
+
     @blp.arguments(PollQuery(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=JobSchema, description="DONE or FAILED.")
     @blp.alt_response(202, schema=JobSchema, description="INITIALIZED or RUNNING.", headers=HEADERS)
     @_problems(401, 404, 410, 422, 503)
     def get(self, job_id: str, wait: float) -> Response:
         """Poll a job: renews its heartbeat and returns its status document."""
-        jg = jobgate()
-        keys = job_keys(job_id)
-        inline = jg.settings.inline_result_bytes
-        record = jg.store.read(keys, poll=True, inline_max=inline, watch=wait > 0)
-        if wait > 0 and not record.status.terminal:
-            with jg.wait_slots.claim(g.tenant) as may_wait:
-                changed = may_wait and jg.store.wait_for_event(keys, record.last_event_id, wait)
-            if changed:
-                record = jg.store.read(keys, poll=True, inline_max=inline)
-        return job_response(record)
+        return poll_job(job_id, wait)
+
+    def dispatch_request(self, **kwargs: Any) -> Response:
+        # A poll without a query string (wait 0, nearly every poll) goes
+        # straight to the view's work: PollQuery's only field has its default,
+        # so webargs would only say so, and flask-smorest's other decorators
+        # only document the operation. Any query string takes the full path,
+        # with its validation and its errors.
+        if request.method == "GET" and not request.query_string:
+            return poll_job(kwargs["job_id"], 0.0)
+        return cast(Response, super().dispatch_request(**kwargs))
 
     @blp.alt_response(200, schema=JobSchema, description="Cancelled: FAILED/CANCELLED_BY_USER.")
     @blp.alt_response(204, description="Was terminal: status and result deleted (410 from now).")
@@ -300,6 +317,20 @@ class Job(MethodView):
         if outcome is CancelOutcome.DELETED:
             return Response(status=204)
         return job_response(jg.store.read(keys, poll=False, inline_max=0))
+
+
+def poll_job(job_id: str, wait: float) -> Response:
+    """GET /v1/jobs/{id}: read (a poll), maybe wait for a change, answer."""
+    jg = jobgate()
+    keys = job_keys(job_id)
+    inline = jg.settings.inline_result_bytes
+    record = jg.store.read(keys, poll=True, inline_max=inline, watch=wait > 0)
+    if wait > 0 and not record.status.terminal:
+        with jg.wait_slots.claim(g.tenant) as may_wait:
+            changed = may_wait and jg.store.wait_for_event(keys, record.last_event_id, wait)
+        if changed:
+            record = jg.store.read(keys, poll=True, inline_max=inline)
+    return job_response(record)
 
 
 @blp.route("/jobs/results")

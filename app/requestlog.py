@@ -31,21 +31,32 @@ def _end(response: Response) -> Response:
     if rid is None:  # a request that never reached _begin (not expected)
         return response
     response.headers[logs.REQUEST_ID_HEADER] = rid
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
     rule = request.url_rule
+    method, status = request.method, response.status_code
     duration_ms = (time.perf_counter() - g.request_started) * 1000
-    access_log.info(
+    # The record made directly: Logger.info would first walk the stack for
+    # the caller's file and line (findCaller), which no format of Jobgate's
+    # writes, a quarter of the line's cost. Everything else is Logger.info's
+    # own way: the same record, filters and handlers.
+    record = access_log.makeRecord(
+        access_log.name,
+        logging.INFO,
+        __file__,
+        0,
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        (method, request.path, status),
+        None,
         extra={
-            "method": request.method,
+            "method": method,
             "route": rule.rule if rule is not None else None,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": round(duration_ms, 2),
             "tenant": g.get("tenant"),
         },
     )
+    access_log.handle(record)
     return response
 
 

@@ -368,8 +368,119 @@ def start_baseline_web(
     return WebServer(proc, url)
 
 
-def celery_worker_argv(app: str, queue: str, concurrency: int, name: str, level: str) -> list[str]:
+# -- Jobgate as users run it: `jobgate run` (`make run`), the Procfile's processes --
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@dataclass
+class JobgateRun:
+    """``jobgate run``: the supervisor and every Procfile process under it
+    (web, worker, beat, flower, sweeper), each in its own process group."""
+
+    proc: Proc  # the supervisor; its output is every process's, line by line
+    url: str
+    web_pgid: int  # the gunicorn master's group: master and workers
+
+    def api_cpu_seconds(self) -> float:
+        """The API's gunicorn processes (master and workers)."""
+        return group_cpu_seconds(self.web_pgid)
+
+    def relay_cpu_seconds(self) -> float:
+        """The supervisor, which forwards every process's lines (the access
+        log among them) to the terminal: part of the API's cost under `make run`."""
+        return pid_cpu_seconds(self.proc.popen.pid)
+
+    def check_alive(self) -> None:
+        self.proc.check_alive()
+
+
+def run_settings(settings: Settings) -> Settings:
+    """What `make run` uses: the defaults (INFO, so the access log is on),
+    with the bench's Redis, queue, clocks and task-events choice."""
+    return settings.with_overrides(log_level="INFO")
+
+
+def start_jobgate_run(
+    s: Stack, settings: Settings, log_dir: Path, name: str = "jobgate-run"
+) -> JobgateRun:
+    """``jobgate run`` (what ``make run`` starts) on the bench's Redis, on free
+    ports, with ``settings`` (see ``run_settings``); ready once /readyz answers
+    200 (the API up, a worker consuming the queue)."""
+    settings = settings.with_overrides(port=free_port(), flower_port=free_port())
+    env = child_env(settings, JOBGATE_FLOWER_PASSWORD="bench-" + os.urandom(6).hex())
+    proc = s.proc(Proc(name, [str(BIN / "jobgate"), "run"], env, log_dir), timeout=30)
+    url = f"http://127.0.0.1:{settings.port}"
+
+    def ready() -> bool:
+        proc.check_alive()
+        return http_ok(f"{url}/readyz")
+
+    wait_until(ready, 90, f"{name} (jobgate run) to answer /readyz")
+
+    def web_master() -> int | None:
+        for child in children(proc.popen.pid):
+            if "gunicorn" in cmdline(child):
+                return child
+        return None
+
+    master = wait_until(web_master, 30, "the gunicorn master of jobgate run")
+    return JobgateRun(proc, url, os.getpgid(master))
+
+
+# The bare Flask baselines are served in each of these gunicorn configurations
+# and compared in their fastest (issue 17): (label, worker class, workers,
+# threads); None = Jobgate's own worker class and its defaults. A sync worker
+# serves one request at a time per process (and closes each connection);
+# gthread 2 x 4 is a common hand-rolled choice.
+BASELINE_CONFIGS: tuple[tuple[str, str | None, int | None, int | None], ...] = (
+    ("sync 2x1", "sync", 2, 1),
+    ("gthread 2x4", "gthread", 2, 4),
+    ("Jobgate's own", None, None, None),
+)
+
+
+def start_baselines(
+    s: Stack, settings: Settings, target: str, log_dir: Path, name: str
+) -> dict[str, WebServer]:
+    """The bare Flask app ``target`` under every BASELINE_CONFIGS entry, side by side."""
+    servers = {}
+    for label, worker_class, workers, threads in BASELINE_CONFIGS:
+        if worker_class is None:
+            config, server_name = settings, f"{name}-jobgate-settings"
+        else:
+            overrides = {"web_workers": workers, "web_threads": threads}
+            config = settings.with_overrides(**overrides)
+            server_name = f"{name}-{worker_class}-{workers}x{threads}"
+        servers[label] = start_baseline_web(
+            s, config, target, log_dir, server_name, worker_class=worker_class
+        )
+    return servers
+
+
+def celery_worker_argv(
+    app: str, queue: str, concurrency: int, name: str, level: str, task_events: bool = False
+) -> list[str]:
     """A prefork worker, started the way the integration tests start Jobgate's."""
+    # Task events (for Flower) on both sides or on neither: Jobgate's workers
+    # send them when JOBGATE_TASK_EVENTS=1.
+    events = ["--task-events"] if task_events else []
     return [
         str(BIN / "celery"), "--app", app, "worker",
         "--pool", "prefork",
@@ -378,6 +489,7 @@ def celery_worker_argv(app: str, queue: str, concurrency: int, name: str, level:
         "--hostname", f"{name}@%h",
         "--loglevel", level,
         "--without-gossip", "--without-mingle",
+        *events,
     ]  # fmt: skip
 
 
@@ -399,9 +511,16 @@ def start_jobgate_worker(
 
 
 def start_baseline_worker(
-    s: Stack, redis_url: str, queue: str, log_dir: Path, name: str = "baseline-worker"
+    s: Stack,
+    redis_url: str,
+    queue: str,
+    log_dir: Path,
+    name: str = "baseline-worker",
+    task_events: bool = False,
 ) -> Proc:
-    argv = celery_worker_argv("bench.baselines.celery_app", queue, 2, name, "WARNING")
+    argv = celery_worker_argv(
+        "bench.baselines.celery_app", queue, 2, name, "WARNING", task_events=task_events
+    )
     env = child_env(None, BENCH_REDIS_URL=redis_url, BENCH_QUEUE=queue)
     proc = s.proc(Proc(name, argv, env, log_dir), timeout=15)
     app = baseline_app(redis_url, queue)

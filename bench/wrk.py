@@ -53,6 +53,8 @@ class WrkResult:
     errors: int  # socket errors, timeouts and non-2xx/3xx answers
     wrk_cpu: float  # CPU seconds wrk itself used
     server_cpu: float  # CPU seconds the measured servers used meanwhile
+    # The same, by server ("api", "redis"): their sum is server_cpu.
+    server_parts: tuple[tuple[str, float], ...] = ()
 
     @property
     def rps(self) -> float:
@@ -67,6 +69,11 @@ class WrkResult:
     def server_cores(self) -> float:
         return self.server_cpu / self.seconds
 
+    def us_per_request(self, part: str | None = None) -> float:
+        """CPU µs per request of the servers (or of one of them, by name)."""
+        cpu = self.server_cpu if part is None else dict(self.server_parts).get(part, 0.0)
+        return cpu / max(1, self.requests) * 1e6
+
 
 def run_wrk(
     url: str,
@@ -76,9 +83,13 @@ def run_wrk(
     connections: int = 50,
     threads: int = 1,
     seconds: int = 5,
-    server_cpu: Callable[[], float] = lambda: 0.0,
+    server_cpu: Callable[[], float] | dict[str, Callable[[], float]] = lambda: 0.0,
 ) -> WrkResult:
-    """``wrk -t threads -c connections -d seconds -s bench/lua/<script> url``."""
+    """``wrk -t threads -c connections -d seconds -s bench/lua/<script> url``.
+
+    ``server_cpu``: the CPU seconds of the servers under test, read before and
+    after; a dict of them by name to have each one's share too."""
+    parts = server_cpu if isinstance(server_cpu, dict) else {"servers": server_cpu}
     argv = [
         ensure_wrk(),
         "--threads", str(threads),
@@ -89,7 +100,7 @@ def run_wrk(
         url,
     ]  # fmt: skip
     child_env = {**os.environ, "BENCH_LUA_DIR": str(LUA), **(env or {})}
-    cpu_before = server_cpu()
+    cpu_before = {name: read() for name, read in parts.items()}
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 reaps the child and hands over its rusage; read the pipes first
@@ -100,7 +111,7 @@ def run_wrk(
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
-    cpu_after = server_cpu()
+    cpu_used = tuple((name, read() - cpu_before[name]) for name, read in parts.items())
     if proc.returncode != 0:
         raise BenchError(f"wrk failed ({proc.returncode}): {err or out}")
     line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
@@ -119,5 +130,6 @@ def run_wrk(
         p99_ms=int(data["p99_us"]) / 1000,
         errors=errors,
         wrk_cpu=usage.ru_utime + usage.ru_stime,
-        server_cpu=cpu_after - cpu_before,
+        server_cpu=sum(used for _, used in cpu_used),
+        server_parts=cpu_used,
     )

@@ -1,11 +1,13 @@
 """End-to-end latency, one client: submit-and-wait vs ``apply_async(...).get()``.
 
 Jobgate: ``POST /v1/jobs`` of ``demo.count`` ``n=1`` with ``wait: 5`` over one
-keep-alive connection, answered 201 with the result inline; the API, a worker
-with concurrency 2, one request at a time. Baseline (d): the bare Celery
+keep-alive connection, answered 201 with the result inline; Jobgate as users
+run it (``jobgate run``: the Procfile's processes, the access log on, a worker
+with concurrency 2), one request at a time. Baseline (d): the bare Celery
 ``echo`` task, ``apply_async(...).get()`` from this process, a bare worker with
 concurrency 2, and the same Redis as result backend (only this baseline has
-one). Both are timed per request with ``time.perf_counter``; 20 warm-up calls
+one); its worker sends task events when Jobgate's do (JOBGATE_TASK_EVENTS).
+Both are timed per request with ``time.perf_counter``; 20 warm-up calls
 first, then repetitions of ``REQUESTS`` calls, alternating.
 """
 
@@ -28,11 +30,11 @@ from bench.common import (
     baseline_app,
     fresh_redis,
     log,
+    run_settings,
     spread,
     stack,
     start_baseline_worker,
-    start_jobgate_web,
-    start_jobgate_worker,
+    start_jobgate_run,
 )
 
 REQUESTS = 200
@@ -107,9 +109,15 @@ def run(ctx: RunContext) -> list[Row]:
     with fresh_redis() as r, stack() as s:
         settings = base_settings(r.url, ctx.queue("latency"))
         base_queue = ctx.queue("latency-baseline")
-        start_jobgate_worker(s, settings, r.client, ctx.log_dir, "jobgate-latency-worker")
-        web = start_jobgate_web(s, settings, ctx.log_dir, "jobgate-web-latency")
-        start_baseline_worker(s, r.url, base_queue, ctx.log_dir, "baseline-latency-worker")
+        web = start_jobgate_run(s, run_settings(settings), ctx.log_dir, "jobgate-run-latency")
+        start_baseline_worker(
+            s,
+            r.url,
+            base_queue,
+            ctx.log_dir,
+            "baseline-latency-worker",
+            task_events=settings.task_events,
+        )
         jobgate_latencies(web.url, WARM_UP)
         baseline_latencies(r.url, base_queue, WARM_UP)
         for rep in range(ctx.reps):
@@ -132,8 +140,8 @@ def run(ctx: RunContext) -> list[Row]:
             spread(jg_p50),
             spread(base_p50),
             f"+{extra:.2f} ms ({min(pairs):+.2f}..{max(pairs):+.2f})",
-            "≤ baseline + 5 ms",
-            extra <= 5.0,
+            "≤ baseline + 3 ms",
+            extra <= 3.0,
             f"p99 ms: Jobgate {spread(jg_p99).text('{:.1f}')}, baseline "
             f"{spread(base_p99).text('{:.1f}')}; {REQUESTS} requests a repetition; "
             "Jobgate's time, mean ms: "

@@ -80,13 +80,13 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
 )
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def script_keys(job: JobKeys, queue_key: str) -> list[str]:
     """The KEYS of any script for ``job``, in the order the prelude names them
     (``queue_key``: a queue index, ``keyspace.queue_index``).
 
-    Cached: a worker calls two or three scripts per job with the same keys
-    (the list is only ever read)."""
+    Cached: a worker calls two or three scripts per job with the same keys,
+    and a polled job is read again and again (the list is only ever read)."""
     return [build(job, queue_key) for _name, build in SCRIPT_KEYS]
 
 
