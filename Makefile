@@ -56,7 +56,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy app workers jobgate tests bench docker/healthcheck.py docs/flower_screenshot.py
+	$(BIN)/mypy app workers jobgate tests bench docker/healthcheck.py docs/flower_screenshot.py docs/console_screenshots.py
 	$(BIN)/mypy --config-file client/pyproject.toml client/src
 
 all: lint typecheck test
