@@ -71,6 +71,7 @@ def _shell() -> str:
 
 
 @blp.get("")
+@blp.get("/")
 def jobs_page() -> str:
     """The jobs list (the client renders it)."""
     return _shell()

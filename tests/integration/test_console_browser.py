@@ -204,6 +204,9 @@ def test_sign_in_submit_watch_and_download(watched: Watched, keyed_server: LiveS
     assert any(0 < value < 100 for value in seen), seen  # and was seen on the way
 
     page.get_by_role("heading", name="Result (60 rows)").wait_for()
+    announced = page.locator("#job-announce")
+    assert announced.get_attribute("role") == "status"
+    assert announced.inner_text().startswith("DONE, 100 %")
     rows = page.locator("table.data tbody tr")
     assert rows.count() == 50  # paged in the page
     assert rows.nth(7).locator("td").all_inner_texts() == ["7", "49"]
@@ -439,6 +442,46 @@ def sse(*events: tuple[int, dict[str, Any]], retry_ms: int = 1000) -> str:
             data = f"data: {text}\n"
         out.append(f"id: {event_id}\nevent: status\n{data}\n")
     return "".join(out)
+
+
+PARSE = """
+async (chunks) => {
+  const { EventStreamParser } = await import('/console/assets/events.js');
+  const events = [];
+  const parser = new EventStreamParser((event) => events.push(event));
+  for (const chunk of chunks) parser.push(chunk);
+  return { events, lastEventId: parser.lastEventId, retry: parser.retry };
+}
+"""
+
+
+def test_event_stream_parser(watched: Watched, live_server: LiveServer) -> None:
+    """The page's text/event-stream parser on what the standard allows: lines
+    ended by CRLF, LF or CR (split across chunks), comments, a field with no
+    colon, one leading space stripped, ids with NUL ignored, events without
+    data not dispatched, an unfinished last event dropped."""
+    page = watched.page
+    page.goto(live_server.url + "/console")
+    page.get_by_role("heading", name="Jobs").wait_for()
+    chunks = [
+        ": a comment\n",
+        "id: 1\ndata: a\r",
+        "\ndata: b\r\n\r\n",  # CRLF split between chunks: one event, "a\nb"
+        "id: 7\nevent: status\ndata\n\n",  # "data" alone: an event with empty data
+        "id: bad\0id\ndata:no-space\n\n",  # id with NUL: ignored
+        "event: only-a-name\n\n",  # no data: nothing dispatched
+        "retry: 2500\nretry: soon\ndata:  two spaces\r\r",  # lone CRs end lines
+        "data: last",  # never finished by a blank line
+    ]
+    parsed = page.evaluate(PARSE, chunks)
+    assert parsed["events"] == [
+        {"type": "message", "data": "a\nb", "id": "1"},
+        {"type": "status", "data": "", "id": "7"},
+        {"type": "message", "data": "no-space", "id": "7"},
+        {"type": "message", "data": " two spaces", "id": "7"},
+    ]
+    assert parsed["lastEventId"] == "7"
+    assert parsed["retry"] == 2500
 
 
 def test_stream_is_followed_and_resumed_with_last_event_id(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 STATIC = Path(__file__).resolve().parents[2] / "app" / "console" / "static"
 ASSET = re.compile(r'(?:src|href)="([^"]+)"')
 IMPORT = re.compile(r"""^\s*import\s[^'"]*['"]([^'"]+)['"];""", re.MULTILINE)
-PATHS = ["/console", "/console/new", "/console/jobs/01JDX3Q9W2T6Z8M4N5P7R2S3V4"]
+PATHS = ["/console", "/console/", "/console/new", "/console/jobs/01JDX3Q9W2T6Z8M4N5P7R2S3V4"]
 
 
 def directives(policy: str) -> dict[str, str]:

@@ -40,7 +40,10 @@ export async function jobView(main, { signal, params, navigate }) {
   const badge = h('span', { id: 'job-status' });
   const progress = h('progress', { id: 'job-progress', max: 100, value: 0, 'aria-labelledby': 'job-progress-label' });
   const percent = h('span', { class: 'percent', id: 'job-percent' }, '0 %');
-  const message = h('p', { id: 'job-message', class: 'message', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  const message = h('p', { id: 'job-message', class: 'message' });
+  // What a screen reader hears: each change of status and every tenth percent,
+  // not every step (the visible message may change many times a second).
+  const announcer = h('p', { id: 'job-announce', class: 'visually-hidden', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
   const details = h('dl', { class: 'details' });
   const mode = h('p', { class: 'hint', id: 'watch-mode' });
   const cancel = h('button', { type: 'button', class: 'button button-danger', id: 'cancel-job', hidden: true }, 'Cancel job');
@@ -73,6 +76,7 @@ export async function jobView(main, { signal, params, navigate }) {
       h('p', { class: 'status-line' }, 'Status: ', badge),
       h('div', { class: 'progress-line' }, h('label', { id: 'job-progress-label', for: 'job-progress' }, 'Progress'), progress, percent),
       message,
+      announcer,
       mode,
       h('div', { class: 'actions' }, cancel),
       actionProblem,
@@ -85,6 +89,7 @@ export async function jobView(main, { signal, params, navigate }) {
   );
 
   let last = null;
+  let announcedTenth = -1;
   let partialAt = 0;
   let partialBusy = false;
   let partialTimer = 0;
@@ -103,7 +108,7 @@ export async function jobView(main, { signal, params, navigate }) {
 
   // While the job runs, its rows so far, every PARTIAL_EVERY_MS.
   async function showPartial() {
-    if (partialBusy || Date.now() - partialAt < PARTIAL_EVERY_MS) return;
+    if (partialBusy || Date.now() - partialAt < PARTIAL_EVERY_MS * Math.max(1, Math.ceil(table.rowCount / 5000))) return;
     partialBusy = true;
     partialAt = Date.now();
     clearTimeout(partialTimer);
@@ -120,7 +125,9 @@ export async function jobView(main, { signal, params, navigate }) {
     } finally {
       partialBusy = false;
       if (!signal.aborted && last?.status === 'RUNNING') {
-        partialTimer = setTimeout(showPartial, PARTIAL_EVERY_MS);
+        // Each read sends every row so far: ask less often as they pile up.
+        const every = PARTIAL_EVERY_MS * Math.max(1, Math.ceil(table.rowCount / 5000));
+        partialTimer = setTimeout(showPartial, every);
       }
     }
   }
@@ -187,6 +194,11 @@ export async function jobView(main, { signal, params, navigate }) {
     progress.value = doc.progress;
     percent.textContent = `${doc.progress} %`;
     if (message.textContent !== doc.message) message.textContent = doc.message || '';
+    const tenth = Math.floor(doc.progress / 10);
+    if (changed || tenth !== announcedTenth) {
+      announcedTenth = tenth;
+      announcer.textContent = `${doc.status}, ${doc.progress} %${doc.message ? `: ${doc.message}` : ''}`;
+    }
     showDetails(doc);
     cancel.hidden = TERMINAL.has(doc.status);
     if (doc.status === 'RUNNING') showPartial();
