@@ -34,7 +34,7 @@ function term(label, value) {
   return [h('dt', {}, label), h('dd', {}, value)];
 }
 
-export async function jobView(main, { signal, params, navigate }) {
+export async function jobView(main, { signal, params }) {
   const id = params[0];
   const heading = h('h1', { tabindex: -1 }, 'Job ', h('span', { class: 'mono' }, id));
   const badge = h('span', { id: 'job-status' });
@@ -187,6 +187,9 @@ export async function jobView(main, { signal, params, navigate }) {
   }
 
   function onDoc(doc) {
+    // A terminal job never changes again: a slower, older answer (a poll in
+    // flight while Cancel answered) must not bring it back to life.
+    if (last && TERMINAL.has(last.status)) return;
     const changed = !last || last.status !== doc.status;
     last = doc;
     document.title = `${doc.status} ${doc.progress} % · ${id} · Jobgate console`;
@@ -259,5 +262,4 @@ export async function jobView(main, { signal, params, navigate }) {
     actionProblem.textContent = `Could not follow the job: ${error.message}`;
     actionProblem.hidden = false;
   }
-  void navigate;
 }
