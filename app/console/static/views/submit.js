@@ -139,7 +139,9 @@ export async function submitView(main, { signal, query, navigate }) {
       navigate(jobPath(data.id));
     } catch (error) {
       if (signal.aborted) return;
-      if (error instanceof ApiError && error.errors) showErrors(error.errors, error.message);
+      if (error instanceof ApiError && error.errors) {
+        showErrors(error.errors, `The job was not submitted: the API found a problem (${error.status} ${error.code}).`);
+      }
       else showErrors({}, `The job was not submitted: ${error.message}`);
     } finally {
       submit.disabled = false;
