@@ -285,6 +285,43 @@ def test_cancel_a_long_job(watched: Watched, keyed_server: LiveServer) -> None:
         cancel_quietly(keyed_server, job_id)
 
 
+def tab_to(page: Page, selector: str, presses: int = 40) -> None:
+    """Press Tab until ``selector`` has the focus, as a keyboard user would."""
+    for _ in range(presses):
+        if page.evaluate("(s) => document.activeElement?.matches(s) ?? false", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_keyboard_alone_cancels_a_job(watched: Watched, keyed_server: LiveServer) -> None:
+    page = watched.page
+    job_id = submit(keyed_server, n=2000, delay=0.2)
+    try:
+        sign_in(page, keyed_server, path=f"/console/jobs/{job_id}")
+        wait_for_status(page, "RUNNING")
+        dialog = page.get_by_role("dialog", name="Cancel this job?")
+
+        tab_to(page, "#cancel-job")
+        page.keyboard.press("Enter")
+        dialog.wait_for()
+        # The dialog takes the focus, on the harmless choice; Escape closes it.
+        assert page.evaluate("() => document.activeElement.textContent") == "Keep it running"
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden")
+        assert status(page) == "RUNNING"
+
+        tab_to(page, "#cancel-job")
+        page.keyboard.press("Enter")
+        dialog.wait_for()
+        tab_to(page, "#confirm-cancel")
+        page.keyboard.press("Enter")
+        wait_for_status(page, "FAILED")
+        assert page.locator("#error-code").inner_text() == "CANCELLED_BY_USER"
+    finally:
+        cancel_quietly(keyed_server, job_id)
+
+
 def test_reload_mid_run_resumes(watched: Watched, keyed_server: LiveServer) -> None:
     page = watched.page
     job_id = submit(keyed_server, n=80, delay=0.15)
