@@ -521,6 +521,78 @@ def test_event_stream_parser(watched: Watched, live_server: LiveServer) -> None:
     assert parsed["retry"] == 2500
 
 
+FORM = """
+async (schema) => {
+  const { objectFields, collect } = await import('/console/assets/form.js');
+  const fields = objectFields(schema, 't');
+  const box = document.createElement('form');
+  fields.forEach((f) => box.append(f.el));
+  document.body.append(box);
+  const controls = Object.fromEntries(fields.map((f) => [f.name, {
+    tag: f.input.tagName.toLowerCase(),
+    type: f.input.type,
+    min: f.input.getAttribute('min'),
+    max: f.input.getAttribute('max'),
+    value: f.input.value,
+    label: box.querySelector(`label[for="${f.input.id}"]`)?.textContent,
+    hint: document.getElementById(f.input.getAttribute('aria-describedby')).textContent,
+  }]));
+  const empty = collect(fields);
+  box.querySelector('#t-query').value = 'needle';
+  box.querySelector('#t-mode').selectedIndex = 1;
+  box.querySelector('#t-paths').value = '/a\\n\\n /b \\n';
+  box.querySelector('#t-limits').value = '{"rows": 5}';
+  box.querySelector('#t-ratio').value = '0.25';
+  const filled = collect(fields);
+  box.querySelector('#t-limits').value = '{not json';
+  const broken = collect(fields);
+  return { order: fields.map((f) => f.name), controls, empty, filled, broken };
+}
+"""
+
+
+def test_form_from_a_params_schema(watched: Watched, live_server: LiveServer) -> None:
+    """The form generator on the JSON-schema shapes marshmallow's converter
+    writes: text with a length, a choice, a list, a nested object (JSON), a
+    bounded number; required fields first; what a control holds, sent typed."""
+    page = watched.page
+    page.goto(live_server.url + "/console")
+    page.get_by_role("heading", name="Jobs").wait_for()
+    schema = {
+        "type": "object",
+        "properties": {
+            "ratio": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+            "query": {"type": "string", "minLength": 1, "maxLength": 100, "description": "Text."},
+            "mode": {"type": "string", "enum": ["fast", "exact"], "default": "fast"},
+            "paths": {"type": "array", "items": {"type": "string"}},
+            "limits": {"type": "object", "properties": {"rows": {"type": "integer"}}},
+        },
+        "required": ["query"],
+    }
+    form = page.evaluate(FORM, schema)
+    assert form["order"][0] == "query"
+    controls = form["controls"]
+    assert controls["query"]["label"] == "query (required)"
+    assert controls["query"]["hint"] == "Text. Text of 1 to 100 characters. Required."
+    assert (controls["ratio"]["type"], controls["ratio"]["min"], controls["ratio"]["max"]) == (
+        "number",
+        "0",
+        "1",
+    )
+    assert controls["ratio"]["value"] == "0.5"
+    assert controls["mode"]["tag"] == "select"
+    assert controls["paths"]["tag"] == "textarea"
+    assert form["empty"] == {"value": {"ratio": 0.5, "mode": "fast"}, "problems": {}}
+    assert form["filled"]["value"] == {
+        "query": "needle",
+        "mode": "exact",
+        "paths": ["/a", "/b"],
+        "limits": {"rows": 5},
+        "ratio": 0.25,
+    }
+    assert form["broken"]["problems"] == {"limits": ["Not valid JSON."]}
+
+
 def test_stream_is_followed_and_resumed_with_last_event_id(
     watched: Watched, keyed_server: LiveServer
 ) -> None:
