@@ -25,6 +25,11 @@ $(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
 	@command -v tmux >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 		apt-get update -qq && apt-get install -y -qq tmux >/dev/null; } || \
 		echo "warning: no tmux; tests/client's progress-bar test needs it"
+	@# The console's browser tests drive Debian's Chromium with Playwright
+	@# (which cannot download a browser of its own here).
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "warning: no chromium; tests/integration/test_console_browser.py needs it"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-dev
@@ -57,7 +62,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy app workers jobgate tests bench docker/healthcheck.py docs/flower_screenshot.py
+	$(BIN)/mypy app workers jobgate tests bench docker/healthcheck.py docs/flower_screenshot.py docs/console_screenshots.py
 	$(BIN)/mypy --config-file client/pyproject.toml client/src
 
 all: lint typecheck test

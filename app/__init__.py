@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import events, http_metrics, jobs, ops, requestlog
+from app import console, events, http_metrics, jobs, ops, requestlog
 from app.auth import KeyRing, authenticate, check_bind_allowed, identify
 from app.context import Jobgate, WaitSlots
 from app.errors import register_error_handlers
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(swagger_ui_assets())
     assert events.JobEvents is not None  # its route is on jobs.blp, registered below
+    app.register_blueprint(console.blp)
     api.register_blueprint(jobs.blp)
     api.register_blueprint(ops.blp)
     register_error_handlers(app)

@@ -195,6 +195,7 @@ def _banner(settings: Settings, redis_url: str, embedded: bool, password: str) -
     which = "embedded redis-server (stopped on exit)" if embedded else "existing Redis"
     return f"""
   Jobgate is running.
+    Console  {api}/console   (submit, watch and download jobs in a browser)
     API      {api}   (OpenAPI: {api}/openapi.json)
     Flower   {flower}   user {settings.flower_user!r} password {password!r}
     Redis    {_redacted(redis_url)}   ({which})

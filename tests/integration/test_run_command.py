@@ -95,6 +95,12 @@ def test_run_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         assert curl is not None, banner
         redis_url = redis_line.group(1)
         assert curl.group(1) == f"http://127.0.0.1:{api_port}/v1/jobs"
+        console = re.search(r"Console\s+(\S+)", banner)
+        assert console is not None, banner
+        assert console.group(1) == f"http://127.0.0.1:{api_port}/console"
+        page = requests.get(console.group(1), timeout=10)
+        assert page.status_code == 200
+        assert "/console/assets/main.js" in page.text
 
         response = requests.post(
             curl.group(1),

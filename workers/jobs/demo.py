@@ -13,11 +13,31 @@ from workers.runtime import JobContext
 
 
 class CountParams(Schema):
-    n = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000))
-    delay = fields.Float(load_default=0.0, validate=validate.Range(0, 60), allow_nan=False)
+    n = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(1, 100_000),
+        metadata={"description": "How many steps to count: the result has this many rows."},
+    )
+    delay = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(0, 60),
+        allow_nan=False,
+        metadata={"description": "Seconds to sleep at each step."},
+    )
     # A step at or past n is never reached: the job then simply succeeds.
-    fail_at = fields.Integer(strict=True, validate=validate.Range(0, 100_000))
-    ignore_cancel = StrictBoolean(load_default=False)
+    fail_at = fields.Integer(
+        strict=True,
+        validate=validate.Range(0, 100_000),
+        metadata={"description": "Fail with a JOB_ERROR at this step (for trying failures)."},
+    )
+    ignore_cancel = StrictBoolean(
+        load_default=False,
+        metadata={
+            "description": "Sleep without checking for cancellation, so that only the "
+            "forced stop ends a cancelled job."
+        },
+    )
 
 
 @job(
