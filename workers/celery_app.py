@@ -10,6 +10,7 @@ signals, the per-process store) in ``workers.process``, the periodic sweep in
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from celery import Celery
 
@@ -19,6 +20,7 @@ from workers.config import Settings
 from workers.job_metrics import JobEnd
 from workers.keys import JobKeys
 from workers.process import worker_store
+from workers.store.connection import url_credentials
 from workers.sweep import sweep
 
 TASK_NAME = "jobgate.run"
@@ -63,6 +65,22 @@ def send_job(app: Celery, settings: Settings, keys: JobKeys, type_name: str, seq
     )
 
 
+def celery_broker_url(settings: Settings) -> str:
+    """The broker URL kombu gets. In sentinel mode a broker that is the state's
+    Redis (no JOBGATE_BROKER_URL of its own) is reached through the sentinels:
+    kombu's ``sentinel://`` transport, one ``sentinel://host:port`` per
+    sentinel, the database and password of JOBGATE_REDIS_URL."""
+    if settings.redis_mode != "sentinel" or settings.broker_url != settings.redis_url:
+        return settings.broker_url
+    parsed = url_credentials(settings.redis_url)
+    auth = ""
+    if parsed.get("password"):
+        user = quote(parsed.get("username") or "", safe="")
+        auth = f"{user}:{quote(parsed['password'], safe='')}@"
+    db = parsed.get("db", 0)
+    return ";".join(f"sentinel://{auth}{entry}/{db}" for entry in settings.redis_sentinels)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     # A message must never be redelivered while its job may still run, so the
     # broker's visibility timeout outlasts the longest hard time limit.
@@ -76,8 +94,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (workers/broker.py); kombu's default has four.
         "priority_steps": PRIORITY_STEPS,
     }
+    broker_url = celery_broker_url(settings)
+    if broker_url.startswith("sentinel://"):
+        transport["master_name"] = settings.redis_sentinel_master
+        transport["sentinel_kwargs"] = {
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+        }
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         # Celery's hard limit for every task (the API sets each job's own when it
         # sends it); Jobgate's watchdog acts first, this is the backstop.
         "task_time_limit": longest_hard_limit(settings),
