@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g
 from flask_limiter import HeaderNames, Limiter
@@ -18,6 +19,7 @@ from flask_limiter.util import get_remote_address
 from app import jobs
 from workers import keys as keyspace
 from workers.config import Settings
+from workers.store.connection import url_credentials
 
 
 def rate_key() -> str:
@@ -51,6 +53,32 @@ def settle_retry_after(response: Response) -> Response:
     return response
 
 
+def storage_uri(settings: Settings) -> str:
+    """The limits library's URI of the job Redis, in each JOBGATE_REDIS_MODE."""
+    if settings.redis_mode == "sentinel":
+        parsed = urlsplit(settings.redis_url)
+        auth = parsed.netloc.rpartition("@")[0]
+        hosts = ",".join(settings.redis_sentinels)
+        credentials = auth + "@" if auth else ""
+        return f"redis+sentinel://{credentials}{hosts}/{settings.redis_sentinel_master}"
+    return settings.redis_url
+
+
+def storage_options(settings: Settings) -> dict[str, str | int | bool]:
+    # Whole seconds: the options are typed str | int.
+    timeout = math.ceil(settings.redis_timeout)
+    options: dict[str, str | int | bool] = {
+        "key_prefix": keyspace.RATE_LIMIT_PREFIX,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    if settings.redis_mode == "sentinel":
+        # Counters are read where they are written: a replica lags behind.
+        options["use_replicas"] = False
+        options["db"] = url_credentials(settings.redis_url).get("db", 0)
+    return options
+
+
 def limit_rate(app: Flask, settings: Settings) -> Limiter:
     # Flask runs after-request hooks last-registered first: registered before
     # the limiter's own, this one sees the headers the limiter has written.
@@ -58,13 +86,8 @@ def limit_rate(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key,
         app=app,
-        storage_uri=settings.redis_url,
-        storage_options={
-            "key_prefix": keyspace.RATE_LIMIT_PREFIX,
-            # Whole seconds: the options are typed str | int.
-            "socket_timeout": math.ceil(settings.redis_timeout),
-            "socket_connect_timeout": math.ceil(settings.redis_timeout),
-        },
+        storage_uri=storage_uri(settings),
+        storage_options=storage_options(settings),
         strategy="moving-window",
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER},

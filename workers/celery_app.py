@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from celery import Celery, signals
 
@@ -27,6 +28,7 @@ from workers.job_metrics import JobEnd
 from workers.keys import JobKeys
 from workers.process import worker_store
 from workers.queues import control_queue, job_queue
+from workers.store.connection import url_credentials
 from workers.sweep import sweep
 
 TASK_NAME = "jobgate.run"
@@ -112,6 +114,22 @@ def send_delivery(app: Celery, settings: Settings, hook_id: str) -> None:
     )
 
 
+def celery_broker_url(settings: Settings) -> str:
+    """The broker URL kombu gets. In sentinel mode a broker that is the state's
+    Redis (no JOBGATE_BROKER_URL of its own) is reached through the sentinels:
+    kombu's ``sentinel://`` transport, one ``sentinel://host:port`` per
+    sentinel, the database and password of JOBGATE_REDIS_URL."""
+    if settings.redis_mode != "sentinel" or settings.broker_url != settings.redis_url:
+        return settings.broker_url
+    parsed = url_credentials(settings.redis_url)
+    auth = ""
+    if parsed.get("password"):
+        user = quote(parsed.get("username") or "", safe="")
+        auth = f"{user}:{quote(parsed['password'], safe='')}@"
+    db = parsed.get("db", 0)
+    return ";".join(f"sentinel://{auth}{entry}/{db}" for entry in settings.redis_sentinels)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     # A message must never be redelivered while its job may still run, so the
     # broker's visibility timeout outlasts the longest hard time limit.
@@ -124,13 +142,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One list per priority (workers/broker.py); kombu's default has four.
         "priority_steps": PRIORITY_STEPS,
     }
+    broker_url = celery_broker_url(settings)
     broker_transport = transport
-    if is_amqp_url(settings.broker_url):
+    if is_amqp_url(broker_url):
         # RabbitMQ: an unacked message goes back to its queue as soon as the
         # connection that held it closes; no visibility timeout to tune.
         broker_transport = {"confirm_publish": True}
+    elif broker_url.startswith("sentinel://"):
+        transport["master_name"] = settings.redis_sentinel_master
+        transport["sentinel_kwargs"] = {
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+        }
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         # Celery's hard limit for every task (the API sets each job's own when it
         # sends it); Jobgate's watchdog acts first, this is the backstop.
         "task_time_limit": longest_hard_limit(settings),

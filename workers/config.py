@@ -220,6 +220,11 @@ class Settings:
     """All configuration, with the contract's defaults (docs/api.md §7)."""
 
     redis_url: str = _setting("JOBGATE_REDIS_URL", "redis://127.0.0.1:6379/0", TEXT)
+    redis_mode: str = _setting("JOBGATE_REDIS_MODE", "single", TEXT, choices=("single", "sentinel"))
+    redis_sentinels: tuple[str, ...] = _setting("JOBGATE_REDIS_SENTINELS", (), LIST)
+    redis_sentinel_master: str = _setting("JOBGATE_REDIS_SENTINEL_MASTER", "", TEXT)
+    redis_wait_replicas: int = _setting("JOBGATE_REDIS_WAIT_REPLICAS", 0, INT, 0, 16)
+    redis_wait_timeout: float = _setting("JOBGATE_REDIS_WAIT_TIMEOUT", 1.0, FLOAT, 0.01, 60)
     broker_url: str = _setting("JOBGATE_BROKER_URL", "", TEXT)
     bind_host: str = _setting("JOBGATE_BIND", "127.0.0.1", TEXT)
     port: int = _setting("JOBGATE_PORT", 8000, INT, 1, 65535)
@@ -283,6 +288,7 @@ class Settings:
             object.__setattr__(self, "api_keys", {})
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
+        self._check_redis_mode()
         self._check_bounds("poll_timeout", allow_zero_default=True)
         self._check_bounds("retention", allow_zero_default=False)
         if self.lease_ttl < 3 * self.watchdog_interval:
@@ -293,6 +299,29 @@ class Settings:
             )
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError("JOBGATE_LOG_LEVEL", f"unknown level {self.log_level!r}")
+
+    def _check_redis_mode(self) -> None:
+        if self.redis_mode != "sentinel":
+            return
+        if not self.redis_sentinels:
+            raise ConfigError(
+                "JOBGATE_REDIS_SENTINELS", "JOBGATE_REDIS_MODE=sentinel needs host:port,..."
+            )
+        for entry in self.redis_sentinels:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("JOBGATE_REDIS_SENTINELS", f"expected host:port, got {entry!r}")
+        if not self.redis_sentinel_master:
+            raise ConfigError(
+                "JOBGATE_REDIS_SENTINEL_MASTER",
+                "JOBGATE_REDIS_MODE=sentinel needs the primary's name",
+            )
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``JOBGATE_REDIS_SENTINELS`` as (host, port) pairs."""
+        pairs = [entry.rpartition(":") for entry in self.redis_sentinels]
+        return [(host, int(port)) for host, _sep, port in pairs]
 
     def _check_bounds(self, name: str, *, allow_zero_default: bool) -> None:
         low = getattr(self, f"{name}_min")

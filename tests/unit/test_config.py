@@ -256,3 +256,18 @@ def test_a_per_client_connection_limit_of_zero_means_no_limit_and_is_allowed() -
 )
 def test_bad_slow_client_bounds_are_refused(variable: str, raw: str) -> None:
     assert config_error({variable: raw}).variable == variable
+
+
+def test_sentinel_mode_needs_its_sentinels_and_primary_name() -> None:
+    sentinel = {"JOBGATE_REDIS_MODE": "sentinel"}
+    assert config_error(sentinel).variable == "JOBGATE_REDIS_SENTINELS"
+    bad = {**sentinel, "JOBGATE_REDIS_SENTINELS": "10.0.0.1:26379,nohost"}
+    assert config_error(bad).variable == "JOBGATE_REDIS_SENTINELS"
+    no_name = {**sentinel, "JOBGATE_REDIS_SENTINELS": "10.0.0.1:26379"}
+    assert config_error(no_name).variable == "JOBGATE_REDIS_SENTINEL_MASTER"
+    settings = Settings.from_env({**no_name, "JOBGATE_REDIS_SENTINEL_MASTER": "main"})
+    assert settings.sentinel_addresses == [("10.0.0.1", 26379)]
+
+
+def test_an_unknown_redis_mode_is_refused() -> None:
+    assert config_error({"JOBGATE_REDIS_MODE": "ring"}).variable == "JOBGATE_REDIS_MODE"

@@ -6,6 +6,7 @@ import pytest
 from flask import Response
 
 from app import ratelimit
+from workers.config import Settings
 
 
 @pytest.fixture
@@ -57,3 +58,15 @@ def test_the_tenant_caps_429_keeps_its_advice(now: float) -> None:
     response = Response(status=429, headers={"Retry-After": "5", "X-RateLimit-Reset": "1001"})
 
     assert ratelimit.settle_retry_after(response).headers["Retry-After"] == "5"
+
+
+def test_the_limiter_reaches_redis_the_way_the_store_does() -> None:
+    storage_uri, storage_options = ratelimit.storage_uri, ratelimit.storage_options
+    single = Settings.from_env({"JOBGATE_REDIS_URL": "redis://:pw@h:6390/2"})
+    assert storage_uri(single) == "redis://:pw@h:6390/2"
+    sentinel = single.with_overrides(
+        redis_mode="sentinel", redis_sentinels=("a:1", "b:2"), redis_sentinel_master="main"
+    )
+    assert storage_uri(sentinel) == "redis+sentinel://:pw@a:1,b:2/main"
+    assert storage_options(sentinel)["db"] == 2
+    assert storage_options(sentinel)["use_replicas"] is False

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
+from redis.connection import parse_url
+from redis.sentinel import Sentinel
 
 from workers import limits
 from workers.config import Settings
@@ -43,16 +45,47 @@ def redis_client(settings: Settings, *, blocking: bool = False) -> redis.Redis:
     socket_timeout = (
         limits.MAX_WAIT_S + settings.redis_timeout if blocking else settings.redis_timeout
     )
-    pool = redis.ConnectionPool.from_url(
-        settings.redis_url,
-        # Every request thread may hold one connection of each pool at once.
-        # (redis-py caps a pool at 100 by default, and Redis.from_url drops
-        # max_connections, so the pool is built here.)
-        max_connections=settings.web_threads + POOL_SPARE_CONNECTIONS,
-        decode_responses=True,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry_on_timeout=False,
-    )
+    # Every request thread may hold one connection of each pool at once.
+    # (redis-py caps a pool at 100 by default, and Redis.from_url drops
+    # max_connections, so the pool is built here.)
+    options: dict[str, Any] = {
+        "max_connections": settings.web_threads + POOL_SPARE_CONNECTIONS,
+        "decode_responses": True,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry_on_timeout": False,
+    }
+    if settings.redis_mode == "sentinel":
+        return sentinel_master(settings, **options)
+    pool = redis.ConnectionPool.from_url(settings.redis_url, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def sentinel_master(settings: Settings, **options: Any) -> redis.Redis:
+    """A client of the primary that the sentinels name now.
+
+    redis-py's SentinelConnectionPool asks the sentinels for the primary's
+    address at each new connection; a connection that finds the primary gone
+    (or demoted: READONLY) fails with ``ConnectionError`` (so a 503) and the
+    next one goes to the primary the sentinels have promoted. The database,
+    user and password come from ``JOBGATE_REDIS_URL`` (its host is not used).
+    """
+    options.update(url_credentials(settings.redis_url))
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        settings.sentinel_addresses,
+        sentinel_kwargs={
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+        },
+    )
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        settings.redis_sentinel_master, **options
+    )
+    return client
+
+
+def url_credentials(url: str) -> dict[str, Any]:
+    """The database, user and password a ``redis://`` URL names (those it names)."""
+    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    return {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}

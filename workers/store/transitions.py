@@ -19,7 +19,7 @@ from workers import keys as keyspace
 from workers import limits, registry
 from workers.broker import is_redis_url
 from workers.config import Settings
-from workers.errors import JobExpired, JobgateError, JobNotFound
+from workers.errors import BackendUnavailable, JobExpired, JobgateError, JobNotFound
 from workers.keys import JobKeys
 from workers.states import ErrorCode, Status
 from workers.store.connection import backend_errors, redis_client
@@ -105,9 +105,8 @@ class JobStore(Recovery, Liveness, Hooks):
         bytes) for the worker's log lines. ``queue``: the broker queue of its
         messages (default JOBGATE_QUEUE), ``priority`` 0-9: where it waits."""
         queue = queue or self.settings.queue
-        reply = self._run(
-            "create_job",
-            keys,
+        queue_key = keyspace.queue_index(queue, priority)
+        args = (
             job_type,
             params_json,
             poll_timeout,
@@ -121,12 +120,36 @@ class JobStore(Recovery, Liveness, Hooks):
             priority,
             callback_url,
             "," + ",".join(callback_events) + ",",
-            queue_key=keyspace.queue_index(queue, priority),
         )
+        if self.settings.redis_wait_replicas:
+            reply = self._create_replicated(keys, args, queue_key)
+        else:
+            reply = self._run("create_job", keys, *args, queue_key=queue_key)
         outcome = CreateOutcome(reply[0])
         if outcome is not CreateOutcome.CREATED:
             return Created(outcome)
         return Created(outcome, JobRecord.from_reply(keys, ReadReply.after_tag(reply[1:])))
+
+    def _create_replicated(self, keys: JobKeys, args: tuple[Any, ...], queue_key: str) -> list[Any]:
+        """create_job, then WAIT on the same connection (one round trip, a
+        pipeline): the new record is on JOBGATE_REDIS_WAIT_REPLICAS replicas
+        before the submit is answered. Fewer within JOBGATE_REDIS_WAIT_TIMEOUT
+        → the new job is deleted again and ``BackendUnavailable`` (503)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._run("create_job", keys, *args, client=pipe, queue_key=queue_key)
+        wanted = self.settings.redis_wait_replicas
+        pipe.execute_command(  # type: ignore[no-untyped-call]
+            "WAIT", wanted, int(self.settings.redis_wait_timeout * 1000)
+        )
+        reply, acked = pipe.execute()
+        if reply[0] == CreateOutcome.CREATED and int(acked) < wanted:
+            # Not accepted: undone as when its message cannot be sent.
+            self.discard(keys)
+            raise BackendUnavailable(
+                f"Redis replicated the new job to {acked} of {wanted} replica(s) within "
+                f"{self.settings.redis_wait_timeout} s"
+            )
+        return list(reply)
 
     @backend_errors
     def discard(self, keys: JobKeys) -> None:
