@@ -301,9 +301,38 @@ class JobContext:
     def _write(self, percent: int | None, now: float) -> None:
         # The partial result is stored as lines, each a JSON array of the rows
         # of one write: one orjson call for the whole batch.
+        rows = self._pending_rows
+        line = batch_line(rows) if rows else b""
+        if len(rows) > 1 and len(line) > self._room():
+            self._write_in_parts(percent, now, len(line) / len(rows))
+            return
+        self._write_line(percent, now, line)
+
+    def _room(self) -> int:
+        """Bytes the current chunk of partial rows takes before the next one starts."""
+        if self._chunk_bytes >= RESULT_CHUNK_BYTES:
+            return RESULT_CHUNK_BYTES
+        return RESULT_CHUNK_BYTES - self._chunk_bytes
+
+    def _write_in_parts(self, percent: int | None, now: float, row_bytes: float) -> None:
+        """Rows that would overfill the chunk, written a chunk's worth at a
+        time (a burst published between two writes, 50 ms of a fast loop, can
+        be megabytes): no chunk grows far past RESULT_CHUNK_BYTES."""
+        rows = self._pending_rows
+        rest = rows[:]
+        rows.clear()
+        while rest:
+            take = max(1, int(self._room() / row_bytes))
+            rows.extend(rest[:take])
+            del rest[:take]
+            self._write_line(None if rest else percent, now, batch_line(rows))
+            if rows:  # not written (Redis away a moment): all of it stays pending
+                rows.extend(rest)
+                return
+
+    def _write_line(self, percent: int | None, now: float, line: bytes) -> None:
         payload = header_line(self._columns or []) if self._header_pending else b""
-        if self._pending_rows:
-            payload += batch_line(self._pending_rows)
+        payload += line
         if payload:
             if self._published_bytes + len(payload) > self._store.settings.max_result_bytes:
                 raise ResultTooLarge(self._published_bytes + len(payload))

@@ -6,6 +6,7 @@ import time
 from types import SimpleNamespace
 from typing import cast
 
+import orjson
 import pytest
 
 from workers import runtime
@@ -18,6 +19,7 @@ from workers.runtime import (
     JobStopped,
 )
 from workers.store import JobStore
+from workers.store.chunks import RESULT_CHUNK_BYTES
 
 CALLS = 100_000
 
@@ -28,6 +30,7 @@ class CountingStore:
     def __init__(self, status: str = "RUNNING") -> None:
         self.status = status
         self.reports: list[tuple[int | None, str, str | bytes]] = []
+        self.chunks: list[int] = []
         self.settings = Settings()
 
     def report(
@@ -41,6 +44,7 @@ class CountingStore:
         chunk: int = 0,
     ) -> str:
         self.reports.append((percent, message, rows))
+        self.chunks.append(chunk)
         return self.status
 
 
@@ -268,3 +272,28 @@ def test_request_stop_makes_the_next_progress_raise() -> None:
     with pytest.raises(JobStopped):
         ctx.progress(10)
     assert store.reports == []
+
+
+def test_a_burst_of_rows_over_a_chunk_is_written_a_chunk_at_a_time() -> None:
+    """Rows published faster than the writes (megabytes between two) never
+    make one chunk of partial rows grow far past RESULT_CHUNK_BYTES."""
+    store = CountingStore()
+    ctx = context(store)
+    rows = [[i, "x" * 100] for i in range(30_000)]  # ~3.4 MB as lines
+    ctx.publish(rows)
+
+    ctx.rows_result()
+
+    sizes: dict[int, int] = {}
+    for (_percent, _message, payload), chunk in zip(store.reports, store.chunks, strict=True):
+        sizes[chunk] = sizes.get(chunk, 0) + len(payload)
+    assert len(sizes) >= 3
+    # (a part's rows are sized by their average: a chunk may pass by a few rows)
+    assert max(sizes.values()) <= RESULT_CHUNK_BYTES * 1.01
+    written = [
+        row
+        for _, _, payload in store.reports
+        for line in (payload.encode() if isinstance(payload, str) else payload).splitlines()
+        for row in orjson.loads(line)
+    ]
+    assert written == rows  # every row once, in order
