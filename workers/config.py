@@ -188,6 +188,18 @@ class Settings:
             raise ConfigError("JOBGATE_LOG_LEVEL", f"unknown level {self.log_level!r}")
 
     def _check_redis_mode(self) -> None:
+        if self.redis_mode == "cluster":
+            if self.broker_url == self.redis_url:
+                raise ConfigError(
+                    "JOBGATE_BROKER_URL",
+                    "JOBGATE_REDIS_MODE=cluster needs a broker of its own (kombu has no "
+                    "Redis Cluster transport): a single Redis or RabbitMQ",
+                )
+            if self.redis_wait_replicas:
+                raise ConfigError(
+                    "JOBGATE_REDIS_WAIT_REPLICAS", "not supported with JOBGATE_REDIS_MODE=cluster"
+                )
+            return
         if self.redis_mode != "sentinel":
             return
         if not self.redis_sentinels:

@@ -67,10 +67,7 @@ end
 
 # KEYS: the job's record, the queue-wait histogram. ARGV: TTL, bounds.
 # The job was started (start_job.lua): created → started, by type.
-OBSERVE_QUEUE_WAIT_LUA = (
-    lua_constants()
-    + _OBSERVE
-    + """
+_QUEUE_WAIT_BODY = """
 local f = redis.call('HMGET', KEYS[1], 'type', 'created', 'started')
 if not (f[1] and f[2] and f[3]) then
   return 0
@@ -78,16 +75,13 @@ end
 observe(KEYS[2], f[1], (tonumber(f[3]) - tonumber(f[2])) / 1000, 2)
 return 1
 """
-)
+OBSERVE_QUEUE_WAIT_LUA = lua_constants() + _OBSERVE + _QUEUE_WAIT_BODY
 
 # KEYS: the job's record, the duration histogram. ARGV: TTL, bounds.
 # Returns {status or false, error JSON or false, seconds run or false, 1 when
 # this call counted it}; a terminal job that had started is counted once (the
 # record's 'observed').
-JOB_ENDED_LUA = (
-    lua_constants()
-    + _OBSERVE
-    + """
+_ENDED_BODY = """
 local f = redis.call('HMGET', KEYS[1], 'status', 'error', 'type', 'started', 'finished',
   'observed')
 local status = f[1]
@@ -105,7 +99,33 @@ if f[4] and f[5] then
 end
 return {status, f[2] or false, seconds and tostring(seconds), counted}
 """
-)
+JOB_ENDED_LUA = lua_constants() + _OBSERVE + _ENDED_BODY
+
+# Redis Cluster: the histogram is not in the job's slot. The script gets the
+# record alone, returns {its reply, the bucket and sum fields it would have
+# added to}, and the histogram is written in a step of its own (a crash
+# between the two loses one observation, never counts one twice).
+_OBSERVE_DEFERRED = """
+local OBSERVED = {}
+local function observe(hash, labels, value, first)
+  local le = '+Inf'
+  for i = first, #ARGV do
+    if value <= tonumber(ARGV[i]) then
+      le = ARGV[i]
+      break
+    end
+  end
+  OBSERVED = {labels .. '|' .. le, labels .. '|sum', tostring(value)}
+end
+"""
+
+
+def _deferred(body: str) -> str:
+    return (
+        lua_constants()
+        + _OBSERVE_DEFERRED
+        + f"local function script_body()\n{body}\nend\nreturn {{script_body(), OBSERVED}}\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -129,18 +149,35 @@ class JobMetrics:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._queue_wait = client.register_script(OBSERVE_QUEUE_WAIT_LUA)
-        self._ended = client.register_script(JOB_ENDED_LUA)
+        self.cluster = isinstance(client, redis.RedisCluster)
+        wait_lua, ended_lua = OBSERVE_QUEUE_WAIT_LUA, JOB_ENDED_LUA
+        if self.cluster:
+            wait_lua, ended_lua = _deferred(_QUEUE_WAIT_BODY), _deferred(_ENDED_BODY)
+        self._queue_wait = client.register_script(wait_lua)
+        self._ended = client.register_script(ended_lua)
         self._args: list[str | int] = [METRICS_TTL_MS, *(repr(b) for b in JOB_BUCKETS)]
+
+    def _observe(self, script: Any, keys: JobKeys, histogram: str) -> Any:
+        if not self.cluster:
+            return script(keys=[keys.record, histogram], args=self._args)
+        reply, observed = script(keys=[keys.record], args=self._args)
+        if observed:
+            bucket, total, value = observed
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hincrby(histogram, bucket, 1)
+            pipe.hincrbyfloat(histogram, total, float(value))
+            pipe.pexpire(histogram, METRICS_TTL_MS)
+            pipe.execute()
+        return reply
 
     def started(self, keys: JobKeys) -> None:
         """The job's first execution has started: observe how long it waited."""
-        self._queue_wait(keys=[keys.record, keyspace.JOB_QUEUE_WAIT], args=self._args)
+        self._observe(self._queue_wait, keys, keyspace.JOB_QUEUE_WAIT)
 
     def ended(self, keys: JobKeys) -> JobEnd:
         """An execution of the job ended: how the job stands, its duration
         observed if it is now DONE or FAILED."""
-        reply: Any = self._ended(keys=[keys.record, keyspace.JOB_DURATION], args=self._args)
+        reply: Any = self._observe(self._ended, keys, keyspace.JOB_DURATION)
         status_raw, error_raw, seconds_raw, counted = reply
         if not status_raw:
             return JobEnd(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -11,8 +12,72 @@ from workers import registry
 from workers.broker import Broker
 from workers.config import Settings
 from workers.keys import JobKeys
-from workers.store.scripts import SCRIPT_NAMES, CommonArgs, lua_source, script_keys
+from workers.states import Status
+from workers.store.scripts import (
+    INDEX_KEYS,
+    SCRIPT_NAMES,
+    CommonArgs,
+    CreateOutcome,
+    Tag,
+    lua_source,
+    script_keys,
+)
 from workers.store.values import new_id
+
+# -- Redis Cluster mode (workers/lua/_cluster.lua) ------------------------------
+
+# One index key's deferred commands, in order, in one atomic step (KEYS[1]).
+# ARGV: for each command its argument count, its name, its arguments.
+# EXTENDAT moves the key's expiry later, never earlier (keep_listed_until's
+# max); FORGET drops the listing entries whose jobs left no key and returns
+# their ids (for the tenant's index, a step of its own).
+APPLY_INDEX_LUA = """
+local key, i, forgotten = KEYS[1], 1, {}
+while i <= #ARGV do
+  local n, cmd = tonumber(ARGV[i]), ARGV[i + 1]
+  local args = {unpack(ARGV, i + 2, i + 1 + n)}
+  if cmd == 'EXTENDAT' then
+    local current = redis.call('PEXPIRETIME', key)
+    if current == -1 or (current >= 0 and tonumber(args[1]) > current) then
+      redis.call('PEXPIREAT', key, args[1])
+    end
+  elseif cmd == 'FORGET' then
+    forgotten = redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])
+    if #forgotten > 0 then
+      redis.call('ZREM', key, unpack(forgotten))
+    end
+  else
+    redis.call(cmd, key, unpack(args))
+  end
+  i = i + 2 + n
+end
+return forgotten
+"""
+
+# Before a script that may make the job's next clock earlier (or create it):
+# the job is due for the sweep at the latest ARGV[1] ms from now (ZADD LT).
+# A crash between the script and its index steps then leaves the job where the
+# sweep looks at it soon, and sweep_job writes its index entries again.
+DUE_SOON_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'LT', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# The tenant's live jobs now (count_active, on the index's own slot).
+COUNT_ACTIVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+# Scripts that may create a job or make its next clock earlier.
+DUE_FIRST = frozenset(
+    {"create_job", "start_job", "cancel_job", "fail_job", "finish_job", "hand_back", "lost_message"}
+)
 
 
 class StoreCore:
@@ -28,9 +93,13 @@ class StoreCore:
         self.redis = client
         self.blocking = blocking_client or client
         self.settings = settings
+        self.cluster = settings.redis_mode == "cluster"
         self._scripts: dict[str, Script] = {
-            name: client.register_script(lua_source(name)) for name in SCRIPT_NAMES
+            name: client.register_script(lua_source(name, self.cluster)) for name in SCRIPT_NAMES
         }
+        self._apply_index = client.register_script(APPLY_INDEX_LUA)
+        self._due_soon = client.register_script(DUE_SOON_LUA)
+        self._count_active = client.register_script(COUNT_ACTIVE_LUA)
         self._index_ttl = self.index_ttl
         # The broker's keys, where the sweep looks for messages (None: a broker
         # that is not Redis, where no message can be found by its id).
@@ -46,7 +115,7 @@ class StoreCore:
         return longest_clock + self.settings.retention_max
 
     def _keys(self, keys: JobKeys) -> list[str]:
-        return script_keys(keys, self.settings.queue)
+        return script_keys(keys, self.settings.queue, cluster=self.cluster)
 
     def _argv(self, token: str, *args: Any) -> list[Any]:
         common = CommonArgs(
@@ -61,8 +130,59 @@ class StoreCore:
         self, name: str, keys: JobKeys, *args: Any, token: str = "", client: Any = None
     ) -> list[Any]:
         """Call script ``name`` for the job (on ``client``: a pipeline, say)."""
+        if self.cluster:
+            assert client is None, "cluster mode: no script in a pipeline (_run_many)"
+            return self._run_in_cluster(name, keys, *args, token=token)
         script = self._scripts[name]
         reply: list[Any] = script(
             keys=self._keys(keys), args=self._argv(token, *args), client=client
         )
         return reply
+
+    def _run_many(self, name: str, calls: list[tuple[JobKeys, tuple[Any, ...]]]) -> list[Any]:
+        """Script ``name`` for each (job, args): one pipeline, or in cluster
+        mode one call after another (each with its index steps)."""
+        if self.cluster:
+            return [self._run(name, keys, *args) for keys, args in calls]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            self._run(name, keys, *args, client=pipe)
+        return list(pipe.execute())
+
+    def _index_key(self, name: str, keys: JobKeys) -> str:
+        return INDEX_KEYS[name](keys, self.settings.queue)
+
+    def _run_in_cluster(self, name: str, keys: JobKeys, *args: Any, token: str) -> list[Any]:
+        """Cluster mode: what the shared indexes tell the script, first; the
+        script on the job's slot; then its index commands, each index key in
+        an atomic step of its own (never a command across slots)."""
+        given: dict[str, Any] = {}
+        if name in DUE_FIRST:
+            self._due_soon(
+                keys=[self._index_key("K_DUE", keys)],
+                args=[int(self.settings.lease_ttl * 1000), keys.task_arg(), self._index_ttl * 1000],
+            )
+        if name == "create_job":
+            given["active"] = int(self._count_active(keys=[self._index_key("K_ACTIVE", keys)]))
+        elif name == "lost_message":
+            requeue = self._index_key("K_REQUEUE", keys)
+            given["requeued"] = self.redis.zscore(requeue, keys.task_arg())
+        argv = [*self._argv(token, *args), json.dumps(given)]
+        reply, deferred = self._scripts[name](keys=self._keys(keys), args=argv)
+        self._apply_deferred(keys, deferred)
+        if name in ("create_job", "read_job") and reply[0] in (Tag.OK, CreateOutcome.CREATED):
+            fields = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+            if fields.get("status") == Status.INITIALIZED.value:
+                reply[5] = self.redis.zrank(self._index_key("K_QUEUE", keys), keys.task_arg())
+        return list(reply)
+
+    def _apply_deferred(self, keys: JobKeys, deferred: list[list[Any]]) -> None:
+        by_key: dict[str, list[Any]] = {}
+        for name, command, *args in deferred:
+            by_key.setdefault(self._index_key(name, keys), []).extend([len(args), command, *args])
+        tenant_index = self._index_key("K_TENANT", keys)
+        listed = self._index_key("K_LISTED", keys)
+        for key, argv in by_key.items():
+            forgotten: Any = self._apply_index(keys=[key], args=argv)
+            if key == listed and forgotten:
+                self.redis.zrem(tenant_index, *forgotten)

@@ -29,7 +29,10 @@ class Liveness(StoreCore):
         """Record that ``worker`` is alive, consuming ``queues``; entries older
         than ``ttl`` are trimmed."""
         now = float(self.redis.time()[0])
-        pipe = self.redis.pipeline(transaction=True)
+        # One step where one Redis holds both sets; a Cluster has no
+        # transaction across slots, and a heartbeat half written is rewritten
+        # at the next one.
+        pipe = self.redis.pipeline(transaction=not self.cluster)
         for key in [keyspace.WORKERS, *(keyspace.queue_workers(q) for q in queues)]:
             pipe.zadd(key, {worker: now})
             pipe.zremrangebyscore(key, "-inf", now - ttl)

@@ -50,7 +50,11 @@ class JobStore(Recovery, Liveness):
         client = redis_client(settings)
         broker_client = None
         if settings.broker_url != settings.redis_url and is_redis_url(settings.broker_url):
-            broker_client = redis_client(settings.with_overrides(redis_url=settings.broker_url))
+            # The broker is a Redis of its own, a single server, whatever the state's mode.
+            broker_settings = settings.with_overrides(
+                redis_url=settings.broker_url, redis_mode="single"
+            )
+            broker_client = redis_client(broker_settings)
         return cls(
             client,
             settings,
@@ -146,11 +150,9 @@ class JobStore(Recovery, Liveness):
     ) -> list[JobRecord | JobgateError]:
         """Read several jobs in one round trip (a pipeline of reads)."""
         limit = -1 if inline_max is None else inline_max
-        pipe = self.redis.pipeline(transaction=False)
-        for keys in many:
-            self._run("read_job", keys, int(poll), limit, 0, client=pipe)
+        replies = self._run_many("read_job", [(keys, (int(poll), limit, 0)) for keys in many])
         outcomes: list[JobRecord | JobgateError] = []
-        for keys, reply in zip(many, pipe.execute(), strict=True):
+        for keys, reply in zip(many, replies, strict=True):
             try:
                 outcomes.append(_record_or_raise(keys, reply))
             except (JobNotFound, JobExpired) as exc:
