@@ -48,7 +48,10 @@ def read_figures(client: redis.Redis, queue: str) -> OperatorFigures:
     """RUNNING is derived, not counted twice: every live job is in the due set
     (its lease or its clocks), every INITIALIZED one also in the queue index."""
     index = keyspace.queue_index(queue)
-    pipe = client.pipeline(transaction=True)
+    # One snapshot where one Redis holds it all; a Cluster has no transaction
+    # across slots and no TIME in a pipeline.
+    cluster = isinstance(client, redis.RedisCluster)
+    pipe = client.pipeline(transaction=not cluster)
     pipe.hgetall(keyspace.JOB_DURATION)
     pipe.hgetall(keyspace.JOB_QUEUE_WAIT)
     pipe.hgetall(keyspace.HTTP_REQUESTS)
@@ -56,8 +59,12 @@ def read_figures(client: redis.Redis, queue: str) -> OperatorFigures:
     pipe.zrange(index, 0, 0, withscores=True)
     pipe.zcard(index)
     pipe.zcard(keyspace.DUE)
-    pipe.time()
-    duration, wait, requests, http_duration, head, queued, live, (secs, micros) = pipe.execute()
+    if cluster:
+        replies = [*pipe.execute(), client.time()]
+    else:
+        pipe.time()
+        replies = pipe.execute()
+    duration, wait, requests, http_duration, head, queued, live, (secs, micros) = replies
     now_ms = int(secs) * 1000 + int(micros) // 1000
     # An index score is the enqueue time in ms times 1000 plus a sequence.
     oldest = max(0.0, (now_ms - float(head[0][1]) // 1000) / 1000) if head else 0.0

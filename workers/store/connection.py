@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from redis.connection import parse_url
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.sentinel import Sentinel
 
 from workers import limits
@@ -18,6 +19,16 @@ from workers.errors import BackendUnavailable
 POOL_SPARE_CONNECTIONS = 16
 # redis-py checks an idle connection before reuse after this many seconds.
 HEALTH_CHECK_INTERVAL_S = 30
+
+# What "Redis is unavailable" looks like, from one server or a Cluster (a
+# node down, a slot not served, a cluster that no node answers for).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +41,7 @@ def backend_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
 
     return wrapper

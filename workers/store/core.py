@@ -97,9 +97,6 @@ class StoreCore:
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua_source(name, self.cluster)) for name in SCRIPT_NAMES
         }
-        self._apply_index = client.register_script(APPLY_INDEX_LUA)
-        self._due_soon = client.register_script(DUE_SOON_LUA)
-        self._count_active = client.register_script(COUNT_ACTIVE_LUA)
         self._index_ttl = self.index_ttl
         # The broker's keys, where the sweep looks for messages (None: a broker
         # that is not Redis, where no message can be found by its id).
@@ -155,34 +152,63 @@ class StoreCore:
     def _run_in_cluster(self, name: str, keys: JobKeys, *args: Any, token: str) -> list[Any]:
         """Cluster mode: what the shared indexes tell the script, first; the
         script on the job's slot; then its index commands, each index key in
-        an atomic step of its own (never a command across slots)."""
+        an atomic step of its own (never a command across slots). Before and
+        after, one pipeline each: one round trip per node it reaches."""
         given: dict[str, Any] = {}
+        pipe = self.redis.pipeline(transaction=False)
         if name in DUE_FIRST:
-            self._due_soon(
-                keys=[self._index_key("K_DUE", keys)],
-                args=[int(self.settings.lease_ttl * 1000), keys.task_arg(), self._index_ttl * 1000],
+            due_in_ms = int(self.settings.lease_ttl * 1000)
+            _eval(
+                pipe,
+                DUE_SOON_LUA,
+                self._index_key("K_DUE", keys),
+                due_in_ms,
+                keys.task_arg(),
+                self._index_ttl * 1000,
             )
         if name == "create_job":
-            given["active"] = int(self._count_active(keys=[self._index_key("K_ACTIVE", keys)]))
+            _eval(pipe, COUNT_ACTIVE_LUA, self._index_key("K_ACTIVE", keys))
         elif name == "lost_message":
-            requeue = self._index_key("K_REQUEUE", keys)
-            given["requeued"] = self.redis.zscore(requeue, keys.task_arg())
+            pipe.zscore(self._index_key("K_REQUEUE", keys), keys.task_arg())
+        before = pipe.execute() if len(pipe) else []
+        if name == "create_job":
+            given["active"] = int(before[-1])
+        elif name == "lost_message":
+            given["requeued"] = before[-1]
         argv = [*self._argv(token, *args), json.dumps(given)]
         reply, deferred = self._scripts[name](keys=self._keys(keys), args=argv)
-        self._apply_deferred(keys, deferred)
+        rank = False
         if name in ("create_job", "read_job") and reply[0] in (Tag.OK, CreateOutcome.CREATED):
             fields = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
-            if fields.get("status") == Status.INITIALIZED.value:
-                reply[5] = self.redis.zrank(self._index_key("K_QUEUE", keys), keys.task_arg())
+            rank = fields.get("status") == Status.INITIALIZED.value
+        position = self._apply_deferred(keys, deferred, rank)
+        if rank:
+            reply[5] = position
         return list(reply)
 
-    def _apply_deferred(self, keys: JobKeys, deferred: list[list[Any]]) -> None:
+    def _apply_deferred(self, keys: JobKeys, deferred: list[list[Any]], rank: bool) -> Any:
+        """Apply a script's index commands, one EVAL per index key, in one
+        pipeline; with ``rank``, the job's queue position after them."""
         by_key: dict[str, list[Any]] = {}
         for name, command, *args in deferred:
             by_key.setdefault(self._index_key(name, keys), []).extend([len(args), command, *args])
-        tenant_index = self._index_key("K_TENANT", keys)
         listed = self._index_key("K_LISTED", keys)
+        pipe = self.redis.pipeline(transaction=False)
         for key, argv in by_key.items():
-            forgotten: Any = self._apply_index(keys=[key], args=argv)
-            if key == listed and forgotten:
-                self.redis.zrem(tenant_index, *forgotten)
+            _eval(pipe, APPLY_INDEX_LUA, key, *argv)
+        if rank:
+            pipe.zrank(self._index_key("K_QUEUE", keys), keys.task_arg())
+        replies = pipe.execute() if len(pipe) else []
+        forgotten = dict(zip(by_key, replies, strict=False)).get(listed)
+        if forgotten:
+            # The tenant's index after the listing: a crash between the two
+            # leaves ids of gone jobs, which the listing drops when it reads them.
+            self.redis.zrem(self._index_key("K_TENANT", keys), *forgotten)
+        return replies[-1] if rank else None
+
+
+def _eval(pipe: Any, source: str, key: str, *args: Any) -> None:
+    """Queue a one-key EVAL on a pipeline (redis-py's ClusterPipeline has an
+    ``eval`` of its own that is not EVAL). The small scripts are sent whole:
+    no NOSCRIPT to handle on a node that has never seen them."""
+    pipe.execute_command("EVAL", source, 1, key, *args)

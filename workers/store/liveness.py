@@ -55,8 +55,11 @@ class Liveness(StoreCore):
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keyspace.STATS)
         pipe.zcard(keyspace.queue_index(self.settings.queue))
-        pipe.time()
-        stats, queued, (now, _) = pipe.execute()
+        if self.cluster:  # no TIME in a cluster pipeline (it names no key)
+            (stats, queued), (now, _) = pipe.execute(), self.redis.time()
+        else:
+            pipe.time()
+            stats, queued, (now, _) = pipe.execute()
         messages = self.broker.waiting() if self.broker is not None else 0
         workers = self.redis.zcount(keyspace.WORKERS, float(now) - limits.WORKER_ALIVE_S, "+inf")
         return {

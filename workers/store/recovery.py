@@ -141,11 +141,15 @@ class Recovery(StoreCore):
             return {}
         many = [JobKeys.from_task_arg(m) for m in members]
         pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
+        if not self.cluster:  # no TIME in a cluster pipeline (it names no key)
+            pipe.time()
         for keys in many:
             pipe.hmget(keys.record, "status", "sent", "msgs", "absent")
         pipe.zmscore(keyspace.REQUEUE, members)
-        now_reply, *fields, requeued = pipe.execute()
+        replies = pipe.execute()
+        if self.cluster:
+            replies.insert(0, self.redis.time())
+        now_reply, *fields, requeued = replies
         now_ms = redis_ms(now_reply)
         candidates: dict[str, tuple[JobKeys, str, bool]] = {}
         for keys, (status, sent_raw, msgs, absent), resend in zip(
