@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 import redis
+from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 from redis.commands.core import Script
+from redis.commands.policies import PolicyResolver, StaticPolicyResolver
 
 from workers import registry
 from workers.broker import Broker
@@ -73,6 +75,28 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
 return redis.call('ZCARD', KEYS[1])
 """
+
+
+class _KeyedScripts(PolicyResolver):
+    """EVAL and EVALSHA go to the node of their first key's slot; the rest as
+    redis-py resolves it."""
+
+    def __init__(self, fallback: PolicyResolver | None = None) -> None:
+        self._fallback = fallback or StaticPolicyResolver()
+
+    def resolve(self, command_name: str) -> CommandPolicies | None:
+        if command_name in ("eval", "evalsha"):
+            return CommandPolicies(
+                request_policy=RequestPolicy.DEFAULT_KEYED,
+                response_policy=ResponsePolicy.DEFAULT_KEYED,
+            )
+        return self._fallback.resolve(command_name)
+
+    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+        return _KeyedScripts(fallback)
+
+
+KEYED_SCRIPTS = _KeyedScripts()
 
 # Scripts that may create a job or make its next clock earlier.
 DUE_FIRST = frozenset(
@@ -146,6 +170,18 @@ class StoreCore:
             self._run(name, keys, *args, client=pipe)
         return list(pipe.execute())
 
+    def _index_pipeline(self) -> Any:
+        """A cluster pipeline that routes EVAL by its key like a single call.
+
+        redis-py 8's ClusterPipeline asks the default node ``COMMAND GETKEYS``
+        for every EVAL it queues (a round trip each) unless a policy resolver
+        names EVAL as keyed; RedisCluster.pipeline() does not hand its own
+        resolver on, so it is set here. Without it (another redis-py), the
+        pipeline is correct, only slower."""
+        pipe: Any = self.redis.pipeline(transaction=False)
+        pipe._policy_resolver = KEYED_SCRIPTS
+        return pipe
+
     def _index_key(self, name: str, keys: JobKeys) -> str:
         return INDEX_KEYS[name](keys, self.settings.queue)
 
@@ -155,7 +191,7 @@ class StoreCore:
         an atomic step of its own (never a command across slots). Before and
         after, one pipeline each: one round trip per node it reaches."""
         given: dict[str, Any] = {}
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._index_pipeline()
         if name in DUE_FIRST:
             due_in_ms = int(self.settings.lease_ttl * 1000)
             _eval(
@@ -193,7 +229,7 @@ class StoreCore:
         for name, command, *args in deferred:
             by_key.setdefault(self._index_key(name, keys), []).extend([len(args), command, *args])
         listed = self._index_key("K_LISTED", keys)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._index_pipeline()
         for key, argv in by_key.items():
             _eval(pipe, APPLY_INDEX_LUA, key, *argv)
         if rank:
