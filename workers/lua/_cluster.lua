@@ -37,6 +37,14 @@ local function index_call(cmd, key, ...)
     return tonumber(SERVER.call('TIME')[2]) % 1000
   elseif key == K_SEQ then
     return 1
+  elseif cmd == 'PEXPIREAT' and key == K_LISTED then
+    -- keep_listed_until: the listing expires with its latest member, which
+    -- only its own slot knows (LISTEXPIRE); the tenant's index then takes
+    -- the same expiry, a step of its own.
+    table.insert(DEFERRED, {key, 'LISTEXPIRE', args[1]})
+    return 1
+  elseif cmd == 'PEXPIREAT' and key == K_TENANT then
+    return 1
   elseif cmd == 'PEXPIREAT' then
     table.insert(DEFERRED, {key, 'EXTENDAT', args[1]})
     return 1

@@ -30,11 +30,13 @@ from workers.store.values import new_id
 
 # One index key's deferred commands, in order, in one atomic step (KEYS[1]).
 # ARGV: for each command its argument count, its name, its arguments.
-# EXTENDAT moves the key's expiry later, never earlier (keep_listed_until's
-# max); FORGET drops the listing entries whose jobs left no key and returns
-# their ids (for the tenant's index, a step of its own).
+# EXTENDAT moves the key's expiry later, never earlier; LISTEXPIRE sets the
+# listing's expiry to the later of the given time and its latest member's
+# (keep_listed_until); FORGET drops the listing entries whose jobs left no key.
+# Returns {the ids FORGET dropped, the expiry LISTEXPIRE set or 0}: the
+# tenant's index follows both, in a step of its own.
 APPLY_INDEX_LUA = """
-local key, i, forgotten = KEYS[1], 1, {}
+local key, i, forgotten, expires = KEYS[1], 1, {}, 0
 while i <= #ARGV do
   local n, cmd = tonumber(ARGV[i]), ARGV[i + 1]
   local args = {unpack(ARGV, i + 2, i + 1 + n)}
@@ -43,6 +45,10 @@ while i <= #ARGV do
     if current == -1 or (current >= 0 and tonumber(args[1]) > current) then
       redis.call('PEXPIREAT', key, args[1])
     end
+  elseif cmd == 'LISTEXPIRE' then
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    expires = math.max(tonumber(args[1]), tonumber(last[2] or '0'))
+    redis.call('PEXPIREAT', key, expires)
   elseif cmd == 'FORGET' then
     forgotten = redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])
     if #forgotten > 0 then
@@ -53,7 +59,7 @@ while i <= #ARGV do
   end
   i = i + 2 + n
 end
-return forgotten
+return {forgotten, expires}
 """
 
 # Before a script that may make the job's next clock earlier (or create it):
@@ -235,11 +241,21 @@ class StoreCore:
         if rank:
             pipe.zrank(self._index_key("K_QUEUE", keys), keys.task_arg())
         replies = pipe.execute() if len(pipe) else []
-        forgotten = dict(zip(by_key, replies, strict=False)).get(listed)
-        if forgotten:
-            # The tenant's index after the listing: a crash between the two
-            # leaves ids of gone jobs, which the listing drops when it reads them.
-            self.redis.zrem(self._index_key("K_TENANT", keys), *forgotten)
+        listing = dict(zip(by_key, replies, strict=False)).get(listed)
+        if listing:
+            # The tenant's index after the listing. A crash between the two
+            # leaves ids of gone jobs (the listing drops them when it reads
+            # them) or an expiry not yet moved (the sweep's next look at a
+            # job of the tenant moves it).
+            forgotten, expires = listing
+            tenant_index = self._index_key("K_TENANT", keys)
+            pipe = self.redis.pipeline(transaction=False)
+            if forgotten:
+                pipe.zrem(tenant_index, *forgotten)
+            if int(expires) > 0:
+                pipe.pexpireat(tenant_index, int(expires))
+            if len(pipe):
+                pipe.execute()
         return replies[-1] if rank else None
 
 
