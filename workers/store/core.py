@@ -6,15 +6,21 @@ import json
 from typing import Any
 
 import redis
-from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 from redis.commands.core import Script
-from redis.commands.policies import PolicyResolver, StaticPolicyResolver
 
 from workers import registry
 from workers.broker import Broker
 from workers.config import Settings
 from workers.keys import JobKeys
 from workers.states import Status
+from workers.store.cluster import (
+    APPLY_INDEX_LUA,
+    COUNT_ACTIVE_LUA,
+    DUE_FIRST,
+    DUE_SOON_LUA,
+    KEYED_SCRIPTS,
+    queue_eval,
+)
 from workers.store.scripts import (
     INDEX_KEYS,
     SCRIPT_NAMES,
@@ -25,89 +31,6 @@ from workers.store.scripts import (
     script_keys,
 )
 from workers.store.values import new_id
-
-# -- Redis Cluster mode (workers/lua/_cluster.lua) ------------------------------
-
-# One index key's deferred commands, in order, in one atomic step (KEYS[1]).
-# ARGV: for each command its argument count, its name, its arguments.
-# EXTENDAT moves the key's expiry later, never earlier; LISTEXPIRE sets the
-# listing's expiry to the later of the given time and its latest member's
-# (keep_listed_until); FORGET drops the listing entries whose jobs left no key.
-# Returns {the ids FORGET dropped, the expiry LISTEXPIRE set or 0}: the
-# tenant's index follows both, in a step of its own.
-APPLY_INDEX_LUA = """
-local key, i, forgotten, expires = KEYS[1], 1, {}, 0
-while i <= #ARGV do
-  local n, cmd = tonumber(ARGV[i]), ARGV[i + 1]
-  local args = {unpack(ARGV, i + 2, i + 1 + n)}
-  if cmd == 'EXTENDAT' then
-    local current = redis.call('PEXPIRETIME', key)
-    if current == -1 or (current >= 0 and tonumber(args[1]) > current) then
-      redis.call('PEXPIREAT', key, args[1])
-    end
-  elseif cmd == 'LISTEXPIRE' then
-    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-    expires = math.max(tonumber(args[1]), tonumber(last[2] or '0'))
-    redis.call('PEXPIREAT', key, expires)
-  elseif cmd == 'FORGET' then
-    forgotten = redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])
-    if #forgotten > 0 then
-      redis.call('ZREM', key, unpack(forgotten))
-    end
-  else
-    redis.call(cmd, key, unpack(args))
-  end
-  i = i + 2 + n
-end
-return {forgotten, expires}
-"""
-
-# Before a script that may make the job's next clock earlier (or create it):
-# the job is due for the sweep at the latest ARGV[1] ms from now (ZADD LT).
-# A crash between the script and its index steps then leaves the job where the
-# sweep looks at it soon, and sweep_job writes its index entries again.
-DUE_SOON_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'LT', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-# The tenant's live jobs now (count_active, on the index's own slot).
-COUNT_ACTIVE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
-return redis.call('ZCARD', KEYS[1])
-"""
-
-
-class _KeyedScripts(PolicyResolver):
-    """EVAL and EVALSHA go to the node of their first key's slot; the rest as
-    redis-py resolves it."""
-
-    def __init__(self, fallback: PolicyResolver | None = None) -> None:
-        self._fallback = fallback or StaticPolicyResolver()
-
-    def resolve(self, command_name: str) -> CommandPolicies | None:
-        if command_name in ("eval", "evalsha"):
-            return CommandPolicies(
-                request_policy=RequestPolicy.DEFAULT_KEYED,
-                response_policy=ResponsePolicy.DEFAULT_KEYED,
-            )
-        return self._fallback.resolve(command_name)
-
-    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
-        return _KeyedScripts(fallback)
-
-
-KEYED_SCRIPTS = _KeyedScripts()
-
-# Scripts that may create a job or make its next clock earlier.
-DUE_FIRST = frozenset(
-    {"create_job", "start_job", "cancel_job", "fail_job", "finish_job", "hand_back", "lost_message"}
-)
 
 
 class StoreCore:
@@ -200,7 +123,7 @@ class StoreCore:
         pipe = self._index_pipeline()
         if name in DUE_FIRST:
             due_in_ms = int(self.settings.lease_ttl * 1000)
-            _eval(
+            queue_eval(
                 pipe,
                 DUE_SOON_LUA,
                 self._index_key("K_DUE", keys),
@@ -209,7 +132,7 @@ class StoreCore:
                 self._index_ttl * 1000,
             )
         if name == "create_job":
-            _eval(pipe, COUNT_ACTIVE_LUA, self._index_key("K_ACTIVE", keys))
+            queue_eval(pipe, COUNT_ACTIVE_LUA, self._index_key("K_ACTIVE", keys))
         elif name == "lost_message":
             pipe.zscore(self._index_key("K_REQUEUE", keys), keys.task_arg())
         before = pipe.execute() if len(pipe) else []
@@ -237,7 +160,7 @@ class StoreCore:
         listed = self._index_key("K_LISTED", keys)
         pipe = self._index_pipeline()
         for key, argv in by_key.items():
-            _eval(pipe, APPLY_INDEX_LUA, key, *argv)
+            queue_eval(pipe, APPLY_INDEX_LUA, key, *argv)
         if rank:
             pipe.zrank(self._index_key("K_QUEUE", keys), keys.task_arg())
         replies = pipe.execute() if len(pipe) else []
@@ -257,10 +180,3 @@ class StoreCore:
             if len(pipe):
                 pipe.execute()
         return replies[-1] if rank else None
-
-
-def _eval(pipe: Any, source: str, key: str, *args: Any) -> None:
-    """Queue a one-key EVAL on a pipeline (redis-py's ClusterPipeline has an
-    ``eval`` of its own that is not EVAL). The small scripts are sent whole:
-    no NOSCRIPT to handle on a node that has never seen them."""
-    pipe.execute_command("EVAL", source, 1, key, *args)
