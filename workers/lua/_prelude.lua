@@ -330,7 +330,8 @@ local function requeue(now, outcome, message)
   end_run(now, outcome)
   redis.call('HDEL', K_RECORD, 'lease')
   redis.call('DEL', K_LEASE)
-  redis.call('HSET', K_RECORD, 'status', STATUS_INITIALIZED, 'message', message)
+  redis.call('HSET', K_RECORD, 'status', STATUS_INITIALIZED, 'message', message,
+    'resend', RESEND_REQUEUED)
   redis.call('ZADD', K_QUEUE, hget_num('order'), MEMBER)
   redis.call('ZADD', K_REQUEUE, now, MEMBER)
   redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
@@ -478,4 +479,47 @@ local function refuse_unless_owned_running(now)
     return {TAG_LEASE_LOST, 0}
   end
   return nil
+end
+
+-- Cluster mode only (sweep_job): write again every index entry the record
+-- implies. The index steps follow a script in steps of their own, so a crash
+-- between them leaves an entry missing or dangling; the store put the job in
+-- K_DUE first (workers/store/core.py), so the sweep comes here and repairs it.
+local function reindex(now)
+  local f = redis.call('HMGET', K_RECORD, 'status', 'order', 'resend', 'deadline')
+  local status = f[1]
+  if not status then
+    unqueue()
+    redis.call('ZREM', K_REQUEUE, MEMBER)
+    redis.call('ZREM', K_ACTIVE, JOB_ID)
+    return
+  end
+  if status == STATUS_INITIALIZED then
+    redis.call('ZADD', K_QUEUE, f[2], MEMBER)
+    if f[3] then
+      redis.call('ZADD', K_REQUEUE, 'NX', now, MEMBER)
+    end
+  else
+    unqueue()
+    redis.call('ZREM', K_REQUEUE, MEMBER)
+  end
+  if is_terminal(status) then
+    redis.call('ZREM', K_ACTIVE, JOB_ID)
+  elseif tonumber(f[4] or '0') > 0 then
+    mark_active(tonumber(f[4]))
+  else
+    local clock = hget_num('poll_timeout')
+    if clock == 0 then
+      clock = hget_num('max_runtime')
+    end
+    mark_active(now + clock * 1000)
+  end
+  -- A terminal record keeps no 'order' (finish): its creation time scores it
+  -- as create_job did, but for the sequence within its millisecond.
+  local order = f[2] or (hget_num('created') * 1000)
+  redis.call('ZADD', K_TENANT, 'NX', order, JOB_ID)
+  local tomb_ms = redis.call('PTTL', K_TOMB)
+  if tomb_ms > 0 then
+    keep_listed_until(now + tomb_ms)
+  end
 end
