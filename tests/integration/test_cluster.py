@@ -13,6 +13,7 @@ The client-API suite runs against a cluster too: ``make test-cluster``.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -257,26 +258,37 @@ def test_the_job_histograms_are_written_across_slots(cstore: JobStore) -> None:
     counted = sum(
         int(v) for f, v in client.hgetall(keyspace.JOB_QUEUE_WAIT).items() if "|sum" not in f
     )
+    time.sleep(0.3)  # a wait of a fraction of a second: its exact sum is checked
     started = cstore.start(keys, "w")
     assert started.run
-    # start_job observed the queue wait: one more in a bucket, the sum grown.
+    # start_job observed the queue wait: one more in a bucket, and the sum
+    # grown by exactly created → started (a fraction: deferred as text, not
+    # truncated to an integer).
     after = sum(
         int(v) for f, v in client.hgetall(keyspace.JOB_QUEUE_WAIT).items() if "|sum" not in f
     )
     assert after == counted + 1
-    assert float(client.hget(keyspace.JOB_QUEUE_WAIT, "demo.count|sum")) >= waited
+    created_ms, started_ms = (int(v) for v in client.hmget(keys.record, "created", "started"))
+    grown = float(client.hget(keyspace.JOB_QUEUE_WAIT, "demo.count|sum")) - waited
+    assert grown == pytest.approx((started_ms - created_ms) / 1000, abs=1e-6)
+    assert grown >= 0.3
+
     # A job someone else ended is observed once, by the first look after it.
+    def failed_durations() -> tuple[int, float]:
+        fields = client.hgetall(keyspace.JOB_DURATION)
+        counts = sum(
+            int(v)
+            for f, v in fields.items()
+            if f.startswith("demo.count|FAILED|") and not f.endswith("|sum")
+        )
+        return counts, float(fields.get("demo.count|FAILED|sum", 0))
+
+    before = failed_durations()
     assert cstore.cancel(keys) is CancelOutcome.CANCELLED
     metrics = JobMetrics(client)
     first, second = metrics.ended(keys), metrics.ended(keys)
     assert first.status is Status.FAILED and first.first_seen and first.seconds is not None
     assert not second.first_seen
-    durations = client.hgetall(keyspace.JOB_DURATION)
-    assert (
-        sum(
-            int(v)
-            for f, v in durations.items()
-            if f.startswith("demo.count|FAILED|") and not f.endswith("|sum")
-        )
-        >= 1
-    )
+    counts, total = failed_durations()
+    assert counts == before[0] + 1
+    assert total - before[1] == pytest.approx(first.seconds, abs=1e-6)
