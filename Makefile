@@ -41,12 +41,13 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# The client-API part of the integration suite, the metrics and the key
-# hygiene checks with job state on a 3-master Redis Cluster
+# The client-API part of the integration suite, the metrics, webhooks, the
+# events stream and the key hygiene checks with job state on a 3-master Redis Cluster
 # (JOBGATE_REDIS_MODE=cluster, the broker a single Redis);
 # tests/integration/test_cluster.py (sharded indexes, repair) runs in `make test`.
 CLUSTER_TESTS := tests/integration/test_client_api.py tests/integration/test_lifecycle.py \
 	tests/integration/test_metrics.py tests/integration/test_operator_metrics.py \
+	tests/integration/test_webhooks.py tests/integration/test_events_stream.py \
 	tests/integration/test_zz_redis_hygiene.py
 test-cluster: $(VENV)/.installed-dev
 	TEST_REDIS_MODE=cluster $(BIN)/pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
