@@ -292,3 +292,33 @@ def test_the_job_histograms_are_written_across_slots(cstore: JobStore) -> None:
     counts, total = failed_durations()
     assert counts == before[0] + 1
     assert total - before[1] == pytest.approx(first.seconds, abs=1e-6)
+
+
+def test_a_crash_after_cancel_loses_no_webhook_delivery(
+    cstore: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client: Any = cstore.redis
+    keys = JobKeys(tenant(), "hooked-crash")
+    url = "https://hooks.example.com/crash"
+    assert create(cstore, keys, callback_url=url, callback_events=("failed",)) is (
+        CreateOutcome.CREATED
+    )
+    crash_after_the_script(cstore, monkeypatch)
+    with pytest.raises(Crash):
+        cstore.cancel(keys)
+    # The record says a delivery is pending; its index step never ran.
+    hook_id = str(client.hget(keys.record, "cbn"))
+    assert client.hget(keys.record, "cbs") == CallbackState.PENDING.value
+    assert cstore.hook(hook_id) is None
+
+    sweep_until(cstore, lambda: cstore.hook(hook_id) is not None, "the sweep to queue it again")
+    delivery = cstore.hook(hook_id)
+    assert delivery is not None
+    assert (delivery["job"], delivery["event"], delivery["url"]) == (keys.task_arg(), "failed", url)
+    assert delivery["status"] == Status.FAILED.value
+    assert delivery["error"] and "CANCELLED_BY_USER" in delivery["error"]
+    assert client.zscore(keyspace.HOOKS_DUE, hook_id) is not None
+    # Delivered, the record says so and the sweep writes it no more.
+    assert cstore.settle_hook(hook_id, keys.record, CallbackState.DELIVERED, delivery, 200)
+    cstore.sweep_due()
+    assert cstore.hook(hook_id) is None

@@ -514,6 +514,33 @@ local function reindex(now)
     end
     mark_active(now + clock * 1000)
   end
+  -- The terminal event's webhook delivery (add_hook), written again while the
+  -- record says it waits for its first attempt: HSETNX and ZADD NX leave one
+  -- that is there as it is; one delivered whose record was not told yet goes
+  -- again under the same webhook id (at least once, as ever).
+  if is_terminal(status) then
+    local cb = redis.call('HMGET', K_RECORD, 'cb', 'cbe', 'cbs', 'cba', 'cbn', 'progress',
+      'message', 'error', 'started', 'finished')
+    local event = EVENT_FAILED
+    if status == STATUS_DONE then
+      event = EVENT_DONE
+    end
+    if cb[1] and cb[5] and cb[3] == CALLBACK_PENDING and tonumber(cb[4] or '0') == 0
+        and string.find(cb[2] or '', ',' .. event .. ',', 1, true) then
+      local progress, message = tonumber(cb[6]) or 0, cb[7] or ''
+      if status == STATUS_DONE then
+        progress = PROGRESS_DONE
+        message = string.format('Done in %.3f seconds',
+          (tonumber(cb[10]) - tonumber(cb[9])) / 1000)
+      end
+      redis.call('HSETNX', K_HOOKS, cb[5], cjson.encode({job = MEMBER, event = event,
+        url = cb[1], change = hget_num('ev'), status = status, progress = progress,
+        message = message, error = cb[8] or '', at = now, attempts = 0}))
+      redis.call('ZADD', K_HOOKS_DUE, 'NX', now, cb[5])
+      redis.call('PEXPIRE', K_HOOKS, INDEX_TTL_MS)
+      redis.call('PEXPIRE', K_HOOKS_DUE, INDEX_TTL_MS)
+    end
+  end
   -- A terminal record keeps no 'order' (finish): its creation time scores it
   -- as create_job did, but for the sequence within its millisecond.
   local order = f[2] or (hget_num('created') * 1000)
