@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-containers test-hosts images lint typecheck all bench soak clean
+.PHONY: install run test test-cluster test-containers test-hosts images lint typecheck all bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ run: $(VENV)/.installed-run
 # pytest's exit code 5 (no tests collected) is not a failure.
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The client-API part of the integration suite, the metrics, webhooks, the
+# events stream and the key hygiene checks with job state on a 3-master Redis Cluster
+# (JOBGATE_REDIS_MODE=cluster, the broker a single Redis);
+# tests/integration/test_cluster.py (sharded indexes, repair) runs in `make test`.
+CLUSTER_TESTS := tests/integration/test_client_api.py tests/integration/test_lifecycle.py \
+	tests/integration/test_metrics.py tests/integration/test_operator_metrics.py \
+	tests/integration/test_webhooks.py tests/integration/test_events_stream.py \
+	tests/integration/test_zz_redis_hygiene.py
+test-cluster: $(VENV)/.installed-dev
+	TEST_REDIS_MODE=cluster $(BIN)/pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 # The production image (docker/Dockerfile) with docker when an engine answers,
 # else podman; base images made from Debian where no registry answers.

@@ -23,6 +23,7 @@ from collections import Counter
 
 import redis
 from flask import Flask, Response, g, request
+from redis.exceptions import RedisClusterException
 
 from workers import keys as keyspace
 from workers.job_metrics import HTTP_BUCKETS, METRICS_TTL_MS, SEPARATOR, bucket_of
@@ -75,7 +76,7 @@ class HttpMetrics:
         pipe.pexpire(keyspace.HTTP_DURATION, METRICS_TTL_MS)
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             log.warning("HTTP metrics not flushed, kept for the next try: %s", exc)
             with self._lock:
                 self._requests.update(requests)

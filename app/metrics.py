@@ -50,29 +50,36 @@ def read_figures(client: redis.Redis, indexes: dict[str, list[str]]) -> Operator
     """RUNNING is derived, not counted twice: every live job is in the due set
     (its lease or its clocks), every INITIALIZED one also in a queue index.
     ``indexes``: each queue's indexes (one per priority)."""
-    pipe = client.pipeline(transaction=True)
+    # One snapshot where one Redis holds it all; a Cluster has no transaction
+    # across slots and no TIME in a pipeline (it names no key).
+    cluster = isinstance(client, redis.RedisCluster)
+    pipe = client.pipeline(transaction=not cluster)
     pipe.hgetall(keyspace.JOB_DURATION)
     pipe.hgetall(keyspace.JOB_QUEUE_WAIT)
     pipe.hgetall(keyspace.HTTP_REQUESTS)
     pipe.hgetall(keyspace.HTTP_DURATION)
     pipe.hgetall(keyspace.WEBHOOK_DURATION)
     pipe.zcard(keyspace.DUE)
-    pipe.time()
+    if not cluster:
+        pipe.time()
     for names in indexes.values():
         for index in names:
             pipe.zrange(index, 0, 0, withscores=True)
             pipe.zcard(index)
-    duration, wait, requests, http_duration, webhook_duration, live, now, *heads = pipe.execute()
+    replies = pipe.execute()
+    if cluster:
+        replies.insert(6, client.time())
+    duration, wait, requests, http_duration, webhook_duration, live, now, *heads = replies
     secs, micros = now
     now_ms = int(secs) * 1000 + int(micros) // 1000
     oldest: dict[str, float] = {}
     queued = 0
-    replies = iter(heads)
+    head_replies = iter(heads)
     for queue, names in indexes.items():
         # An index score is the enqueue time in ms times 1000 plus a sequence.
         scores = []
         for _ in names:
-            head, count = next(replies), next(replies)
+            head, count = next(head_replies), next(head_replies)
             scores += [float(score) for _, score in head]
             queued += int(count)
         oldest[queue] = max(0.0, (now_ms - min(scores) // 1000) / 1000) if scores else 0.0

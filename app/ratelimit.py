@@ -61,6 +61,8 @@ def storage_uri(settings: Settings) -> str:
         hosts = ",".join(settings.redis_sentinels)
         credentials = auth + "@" if auth else ""
         return f"redis+sentinel://{credentials}{hosts}/{settings.redis_sentinel_master}"
+    if settings.redis_mode == "cluster":
+        return "redis+cluster://" + settings.redis_url.split("://", 1)[1].split("/", 1)[0]
     return settings.redis_url
 
 

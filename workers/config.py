@@ -220,7 +220,9 @@ class Settings:
     """All configuration, with the contract's defaults (docs/api.md §7)."""
 
     redis_url: str = _setting("JOBGATE_REDIS_URL", "redis://127.0.0.1:6379/0", TEXT)
-    redis_mode: str = _setting("JOBGATE_REDIS_MODE", "single", TEXT, choices=("single", "sentinel"))
+    redis_mode: str = _setting(
+        "JOBGATE_REDIS_MODE", "single", TEXT, choices=("single", "sentinel", "cluster")
+    )
     redis_sentinels: tuple[str, ...] = _setting("JOBGATE_REDIS_SENTINELS", (), LIST)
     redis_sentinel_master: str = _setting("JOBGATE_REDIS_SENTINEL_MASTER", "", TEXT)
     redis_wait_replicas: int = _setting("JOBGATE_REDIS_WAIT_REPLICAS", 0, INT, 0, 16)
@@ -301,6 +303,18 @@ class Settings:
             raise ConfigError("JOBGATE_LOG_LEVEL", f"unknown level {self.log_level!r}")
 
     def _check_redis_mode(self) -> None:
+        if self.redis_mode == "cluster":
+            if self.broker_url == self.redis_url:
+                raise ConfigError(
+                    "JOBGATE_BROKER_URL",
+                    "JOBGATE_REDIS_MODE=cluster needs a broker of its own (kombu has no "
+                    "Redis Cluster transport): a single Redis or RabbitMQ",
+                )
+            if self.redis_wait_replicas:
+                raise ConfigError(
+                    "JOBGATE_REDIS_WAIT_REPLICAS", "not supported with JOBGATE_REDIS_MODE=cluster"
+                )
+            return
         if self.redis_mode != "sentinel":
             return
         if not self.redis_sentinels:

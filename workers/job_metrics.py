@@ -56,11 +56,7 @@ def bucket_of(value: float, bounds: Iterable[float]) -> str:
 # Returns {status or false, error JSON or false, seconds run or false, 1 when
 # this call counted it}; a terminal job that had started is counted once (the
 # record's 'observed', which finish_job.lua sets when the worker ends the job).
-JOB_ENDED_LUA = (
-    lua_constants()
-    + "local K_RECORD, K_DURATION = KEYS[1], KEYS[2]\n"
-    + observe_lua()
-    + """
+_ENDED_BODY = """
 local f = redis.call('HMGET', K_RECORD, 'status', 'error')
 local status = f[1]
 if not TERMINAL[status] then
@@ -69,6 +65,41 @@ end
 local seconds, counted = observe_end(status)
 return {status, f[2] or false, seconds, counted}
 """
+JOB_ENDED_LUA = (
+    lua_constants()
+    + "local K_RECORD, K_DURATION = KEYS[1], KEYS[2]\n"
+    + observe_lua()
+    + _ENDED_BODY
+)
+
+# Redis Cluster: the histogram is not in the job's slot. The script gets the
+# record alone; its commands on the histogram are collected, not run, and
+# returned with its reply ({reply, commands}); the store writes them in a step
+# of its own (a crash between the two loses one observation, never counts one
+# twice: the record's 'observed' is set first).
+JOB_ENDED_CLUSTER_LUA = (
+    lua_constants()
+    + "local K_RECORD, K_DURATION = KEYS[1], 'K_DURATION'\n"
+    + """local SERVER, DEFERRED = redis, {}
+local redis = setmetatable({
+  call = function(cmd, key, ...)
+    if key ~= K_DURATION then
+      return SERVER.call(cmd, key, ...)
+    end
+    local op = {cmd}
+    for _, arg in ipairs({...}) do
+      if type(arg) == 'number' and arg ~= math.floor(arg) then
+        arg = string.format('%.17g', arg)
+      end
+      table.insert(op, arg)
+    end
+    table.insert(DEFERRED, op)
+    return 1
+  end,
+}, {__index = SERVER})
+"""
+    + observe_lua()
+    + f"local function script_body()\n{_ENDED_BODY}\nend\nreturn {{script_body(), DEFERRED}}\n"
 )
 
 
@@ -94,12 +125,24 @@ class JobMetrics:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._ended = client.register_script(JOB_ENDED_LUA)
+        self.cluster = isinstance(client, redis.RedisCluster)
+        self._ended = client.register_script(
+            JOB_ENDED_CLUSTER_LUA if self.cluster else JOB_ENDED_LUA
+        )
 
     def ended(self, keys: JobKeys) -> JobEnd:
         """An execution of the job ended: how the job stands, its duration
         observed if it is now DONE or FAILED."""
-        reply: Any = self._ended(keys=[keys.record, keyspace.JOB_DURATION])
+        reply: Any
+        if self.cluster:
+            reply, deferred = self._ended(keys=[keys.record])
+            if deferred:
+                pipe = self.client.pipeline(transaction=False)
+                for command, *args in deferred:
+                    pipe.execute_command(command, keyspace.JOB_DURATION, *args)  # type: ignore[no-untyped-call]
+                pipe.execute()
+        else:
+            reply = self._ended(keys=[keys.record, keyspace.JOB_DURATION])
         status_raw, error_raw, seconds_raw, counted = reply
         if not status_raw:
             return JobEnd(None)

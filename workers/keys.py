@@ -59,9 +59,11 @@ REQUEUE = PREFIX + "requeue"
 
 # Webhook deliveries (workers/webhooks.py): a hash of the pending ones
 # (webhook id → what to deliver, JSON) and a sorted set of them scored by
-# when each is due (a retry's time, or a dispatched one's claim expiry).
-HOOKS = PREFIX + "hooks"
-HOOKS_DUE = PREFIX + "hooks:due"
+# when each is due (a retry's time, or a dispatched one's claim expiry). One
+# hash tag for both: a Redis Cluster keeps them in one slot, so settling a
+# delivery stays one atomic step there too (workers/store/hooks.py).
+HOOKS = PREFIX + "{hooks}"
+HOOKS_DUE = PREFIX + "{hooks}:due"
 
 # Hash of job counters for /metrics (submitted, finished by status and code).
 STATS = PREFIX + "stats"

@@ -17,7 +17,16 @@ COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 ENV_EXAMPLE = (DOCKER / ".env.example").read_text()
 JOBGATE_SERVICES = ("api", "worker", "sweeper", "webhooks", "beat", "flower")
 # Set in the image (JOBGATE_BIND) or not meant for compose (a separate broker).
-NOT_FROM_COMPOSE = {"JOBGATE_BIND", "JOBGATE_BROKER_URL"}
+# The compose stack runs one Redis: the Sentinel and Cluster settings belong
+# to other topologies (README, "Scaling out").
+REDIS_TOPOLOGY = {
+    "JOBGATE_REDIS_MODE",
+    "JOBGATE_REDIS_SENTINELS",
+    "JOBGATE_REDIS_SENTINEL_MASTER",
+    "JOBGATE_REDIS_WAIT_REPLICAS",
+    "JOBGATE_REDIS_WAIT_TIMEOUT",
+}
+NOT_FROM_COMPOSE = {"JOBGATE_BIND", "JOBGATE_BROKER_URL", *REDIS_TOPOLOGY}
 
 
 def test_env_example_lists_every_variable_the_compose_file_reads() -> None:

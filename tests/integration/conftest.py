@@ -7,9 +7,10 @@ stop it at the end.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from jobgate.redis_server import RedisServer
 from tests.support.harness import LiveServer, Process, start_worker
+from tests.support.topologies import Cluster
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -50,14 +52,33 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
 
 
+# TEST_REDIS_MODE=cluster (`make test-cluster`): the session's job state on a
+# 3-master Redis Cluster, the broker on the single redis-server.
+TEST_REDIS_MODE = os.environ.get("TEST_REDIS_MODE", "single")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
+    """Job state and broker; in cluster mode the broker only."""
     with RedisServer() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer) -> Settings:
+def redis_cluster() -> Iterator[Cluster | None]:
+    if TEST_REDIS_MODE != "cluster":
+        yield None
+        return
+    with Cluster(masters=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, redis_cluster: Cluster | None) -> Settings:
+    if redis_cluster is not None:
+        return make_test_settings(
+            redis_cluster.url, redis_mode="cluster", broker_url=redis_server.url
+        )
     return make_test_settings(redis_server.url)
 
 
@@ -67,7 +88,17 @@ def store(settings: Settings) -> JobStore:
 
 
 @pytest.fixture(scope="session")
-def redis_client(redis_server: RedisServer) -> redis.Redis:
+def redis_client(redis_server: RedisServer, redis_cluster: Cluster | None) -> redis.Redis:
+    """A client of the job state's Redis (a Cluster client in cluster mode)."""
+    if redis_cluster is not None:
+        client: Any = redis.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+        return cast(redis.Redis, client)
+    return redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def broker_client(redis_server: RedisServer) -> redis.Redis:
+    """A client of the broker's Redis (the same server unless in cluster mode)."""
     return redis.Redis.from_url(redis_server.url, decode_responses=True)
 
 

@@ -15,7 +15,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from tests.integration.conftest import make_test_settings
 from tests.support.api import poll_until, submit, terminal
 from tests.support.harness import Process, start_worker, wait_until
 from workers.broker import queue_lists
@@ -31,9 +30,9 @@ pytestmark = pytest.mark.integration
 BLOCKER: dict[str, Any] = {"params": {"n": 80, "delay": 0.1}, "poll_timeout": 0}
 
 
-def waiting(redis_client: redis.Redis, queue: str) -> int:
+def waiting(broker_client: redis.Redis, queue: str) -> int:
     """Messages waiting in the broker's lists of ``queue`` (every priority)."""
-    return sum(int(redis_client.llen(name)) for name in queue_lists(queue))
+    return sum(int(broker_client.llen(name)) for name in queue_lists(queue))
 
 
 def observe(store: JobStore, job_id: str, tenant: str = "default") -> JobRecord:
@@ -112,7 +111,7 @@ def test_job_ignoring_cancel_is_stopped_by_force(
 
 
 def test_what_a_cancelled_job_returns_is_dropped(
-    api: FlaskClient, store: JobStore, redis_client: redis.Redis
+    api: FlaskClient, store: JobStore, redis_client: redis.Redis, broker_client: redis.Redis
 ) -> None:
     # Swallows the stop and returns within the grace: its result must not land.
     job_id = submit(api, "test.stubborn", params={"seconds": 1}, poll_timeout=0).get_json()["id"]
@@ -122,7 +121,7 @@ def test_what_a_cancelled_job_returns_is_dropped(
     wait_until(lambda: "survived" not in str(observe(store, job_id)), 1, "nothing")
 
     poll_until(api, f"/v1/jobs/{job_id}", terminal)
-    wait_until(lambda: waiting(redis_client, "jobgate-test") == 0, 10, "the queue to drain")
+    wait_until(lambda: waiting(broker_client, "jobgate-test") == 0, 10, "the queue to drain")
     record = observe(store, job_id)
     assert record.status is Status.FAILED
     assert not redis_client.exists(JobKeys("default", job_id).result)
@@ -221,11 +220,11 @@ def test_the_openapi_document_says_which_ids_are_reserved(api: FlaskClient) -> N
 def unconsumed_app(settings: Settings) -> Iterator[Flask]:
     """An API whose queue no worker reads, to count what it enqueues."""
     queue = f"jobgate-idem-{uuid.uuid4().hex[:6]}"
-    yield create_app(make_test_settings(settings.redis_url, queue=queue))
+    yield create_app(settings.with_overrides(queue=queue))
 
 
 def test_concurrent_submits_with_one_id_make_one_job_and_one_task(
-    unconsumed_app: Flask, redis_client: redis.Redis
+    unconsumed_app: Flask, broker_client: redis.Redis
 ) -> None:
     job_id = f"race-{uuid.uuid4().hex[:8]}"
     answers: list[Any] = []
@@ -247,7 +246,7 @@ def test_concurrent_submits_with_one_id_make_one_job_and_one_task(
     assert replayed.count(None) == 1
     assert replayed.count("true") == 19
     queue = unconsumed_app.extensions["jobgate"].settings.queue
-    assert waiting(redis_client, queue) == 1
+    assert waiting(broker_client, queue) == 1
 
 
 # -- listing and multi-results ------------------------------------------------

@@ -41,13 +41,20 @@ def test_a_two_second_job_lands_in_the_bucket_of_its_duration(api: FlaskClient) 
     job = submit(api, params={"n": 2, "delay": 1.0}, wait=30).get_json()
     assert job["status"] == "DONE"
 
-    after = scrape(api)
+    # The worker observes the duration just after it wrote DONE (in cluster
+    # mode in a step of its own): a scrape at once may come first.
+    count = "jobgate_job_duration_seconds_count"
+
+    def observed() -> Samples | None:
+        now = scrape(api)
+        return now if sample(now, count, **labels) > sample(before, count, **labels) else None
+
+    after = wait_until(observed, 10, "the duration to be observed")
     grew = {
         le: sample(after, name, le=le, **labels) - sample(before, name, le=le, **labels)
         for le in ("1.0", "2.5", "+Inf")
     }
     assert grew == {"1.0": 0, "2.5": 1, "+Inf": 1}
-    count = "jobgate_job_duration_seconds_count"
     assert sample(after, count, **labels) - sample(before, count, **labels) == 1
     total = "jobgate_job_duration_seconds_sum"
     assert 2.0 <= sample(after, total, **labels) - sample(before, total, **labels) <= 2.5

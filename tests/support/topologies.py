@@ -150,7 +150,11 @@ class Cluster:
 
     def __init__(self, masters: int = 3) -> None:
         cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-        self.nodes = [RedisServer(None, *cluster_args) for _ in range(masters)]
+        # The cluster bus on a free port of its own (by default port + 10000).
+        self.nodes = [
+            RedisServer(None, *cluster_args, "--cluster-port", str(free_port()))
+            for _ in range(masters)
+        ]
 
     @property
     def url(self) -> str:

@@ -271,3 +271,12 @@ def test_sentinel_mode_needs_its_sentinels_and_primary_name() -> None:
 
 def test_an_unknown_redis_mode_is_refused() -> None:
     assert config_error({"JOBGATE_REDIS_MODE": "ring"}).variable == "JOBGATE_REDIS_MODE"
+
+
+def test_cluster_mode_needs_a_broker_of_its_own_and_no_wait() -> None:
+    cluster = {"JOBGATE_REDIS_MODE": "cluster", "JOBGATE_REDIS_URL": "redis://node:7000/0"}
+    assert config_error(cluster).variable == "JOBGATE_BROKER_URL"
+    with_broker = {**cluster, "JOBGATE_BROKER_URL": "redis://broker:6379/0"}
+    assert Settings.from_env(with_broker).broker_url == "redis://broker:6379/0"
+    waiting = {**with_broker, "JOBGATE_REDIS_WAIT_REPLICAS": "1"}
+    assert config_error(waiting).variable == "JOBGATE_REDIS_WAIT_REPLICAS"

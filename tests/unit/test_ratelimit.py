@@ -70,3 +70,5 @@ def test_the_limiter_reaches_redis_the_way_the_store_does() -> None:
     assert storage_uri(sentinel) == "redis+sentinel://:pw@a:1,b:2/main"
     assert storage_options(sentinel)["db"] == 2
     assert storage_options(sentinel)["use_replicas"] is False
+    cluster = single.with_overrides(redis_mode="cluster", broker_url="redis://b:6379/0")
+    assert storage_uri(cluster) == "redis+cluster://:pw@h:6390"

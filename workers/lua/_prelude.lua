@@ -330,7 +330,8 @@ local function requeue(now, outcome, message)
   end_run(now, outcome)
   redis.call('HDEL', K_RECORD, 'lease')
   redis.call('DEL', K_LEASE)
-  redis.call('HSET', K_RECORD, 'status', STATUS_INITIALIZED, 'message', message)
+  redis.call('HSET', K_RECORD, 'status', STATUS_INITIALIZED, 'message', message,
+    'resend', RESEND_REQUEUED)
   redis.call('ZADD', K_QUEUE, hget_num('order'), MEMBER)
   redis.call('ZADD', K_REQUEUE, now, MEMBER)
   redis.call('PEXPIRE', K_REQUEUE, INDEX_TTL_MS)
@@ -478,4 +479,74 @@ local function refuse_unless_owned_running(now)
     return {TAG_LEASE_LOST, 0}
   end
   return nil
+end
+
+-- Cluster mode only (sweep_job): write again every index entry the record
+-- implies. The index steps follow a script in steps of their own, so a crash
+-- between them leaves an entry missing or dangling; the store put the job in
+-- K_DUE first (workers/store/core.py), so the sweep comes here and repairs it.
+local function reindex(now)
+  local f = redis.call('HMGET', K_RECORD, 'status', 'order', 'resend', 'deadline')
+  local status = f[1]
+  if not status then
+    unqueue()
+    redis.call('ZREM', K_REQUEUE, MEMBER)
+    redis.call('ZREM', K_ACTIVE, JOB_ID)
+    return
+  end
+  if status == STATUS_INITIALIZED then
+    redis.call('ZADD', K_QUEUE, f[2], MEMBER)
+    if f[3] then
+      redis.call('ZADD', K_REQUEUE, 'NX', now, MEMBER)
+    end
+  else
+    unqueue()
+    redis.call('ZREM', K_REQUEUE, MEMBER)
+  end
+  if is_terminal(status) then
+    redis.call('ZREM', K_ACTIVE, JOB_ID)
+  elseif tonumber(f[4] or '0') > 0 then
+    mark_active(tonumber(f[4]))
+  else
+    local clock = hget_num('poll_timeout')
+    if clock == 0 then
+      clock = hget_num('max_runtime')
+    end
+    mark_active(now + clock * 1000)
+  end
+  -- The terminal event's webhook delivery (add_hook), written again while the
+  -- record says it waits for its first attempt: HSETNX and ZADD NX leave one
+  -- that is there as it is; one delivered whose record was not told yet goes
+  -- again under the same webhook id (at least once, as ever).
+  if is_terminal(status) then
+    local cb = redis.call('HMGET', K_RECORD, 'cb', 'cbe', 'cbs', 'cba', 'cbn', 'progress',
+      'message', 'error', 'started', 'finished')
+    local event = EVENT_FAILED
+    if status == STATUS_DONE then
+      event = EVENT_DONE
+    end
+    if cb[1] and cb[5] and cb[3] == CALLBACK_PENDING and tonumber(cb[4] or '0') == 0
+        and string.find(cb[2] or '', ',' .. event .. ',', 1, true) then
+      local progress, message = tonumber(cb[6]) or 0, cb[7] or ''
+      if status == STATUS_DONE then
+        progress = PROGRESS_DONE
+        message = string.format('Done in %.3f seconds',
+          (tonumber(cb[10]) - tonumber(cb[9])) / 1000)
+      end
+      redis.call('HSETNX', K_HOOKS, cb[5], cjson.encode({job = MEMBER, event = event,
+        url = cb[1], change = hget_num('ev'), status = status, progress = progress,
+        message = message, error = cb[8] or '', at = now, attempts = 0}))
+      redis.call('ZADD', K_HOOKS_DUE, 'NX', now, cb[5])
+      redis.call('PEXPIRE', K_HOOKS, INDEX_TTL_MS)
+      redis.call('PEXPIRE', K_HOOKS_DUE, INDEX_TTL_MS)
+    end
+  end
+  -- A terminal record keeps no 'order' (finish): its creation time scores it
+  -- as create_job did, but for the sequence within its millisecond.
+  local order = f[2] or (hget_num('created') * 1000)
+  redis.call('ZADD', K_TENANT, 'NX', order, JOB_ID)
+  local tomb_ms = redis.call('PTTL', K_TOMB)
+  if tomb_ms > 0 then
+    keep_listed_until(now + tomb_ms)
+  end
 end

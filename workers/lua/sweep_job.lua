@@ -5,6 +5,9 @@
 -- Returns {status_or_'missing'|'gone'}.
 local now = now_ms()
 local status = settle(now)
+if CLUSTER then
+  reindex(now)
+end
 if status == nil or status == ABSENT_GONE or is_terminal(status) then
   redis.call('ZREM', K_DUE, MEMBER)
   return {status or ABSENT_MISSING}

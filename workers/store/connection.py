@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from redis.connection import parse_url
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.sentinel import Sentinel
 
 from workers import limits
@@ -18,6 +19,16 @@ from workers.errors import BackendUnavailable
 POOL_SPARE_CONNECTIONS = 16
 # redis-py checks an idle connection before reuse after this many seconds.
 HEALTH_CHECK_INTERVAL_S = 30
+
+# What "Redis is unavailable" looks like, from one server or a Cluster (a
+# node down, a slot not served, a cluster that no node answers for).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +41,7 @@ def backend_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
 
     return wrapper
@@ -58,6 +69,8 @@ def redis_client(settings: Settings, *, blocking: bool = False) -> redis.Redis:
     }
     if settings.redis_mode == "sentinel":
         return sentinel_master(settings, **options)
+    if settings.redis_mode == "cluster":
+        return cluster_client(settings, **options)
     pool = redis.ConnectionPool.from_url(settings.redis_url, **options)
     return redis.Redis(connection_pool=pool)
 
@@ -89,3 +102,17 @@ def url_credentials(url: str) -> dict[str, Any]:
     """The database, user and password a ``redis://`` URL names (those it names)."""
     parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     return {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}
+
+
+def cluster_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A Redis Cluster client: ``JOBGATE_REDIS_URL`` names any node, the
+    others are found from it; each command goes to the node of its key's slot
+    (redis-py's RedisCluster follows MOVED/ASK and refreshes its slot map).
+
+    Typed as ``redis.Redis``: RedisCluster has the same command methods, and
+    the store never uses one it lacks (no transaction across slots, no script
+    whose keys span slots: workers/lua/_cluster.lua)."""
+    # A pool per node; max_connections bounds each node's.
+    options.pop("health_check_interval", None)
+    client: Any = redis.RedisCluster.from_url(settings.redis_url, **options)
+    return cast(redis.Redis, client)

@@ -1,8 +1,8 @@
 """The webhook side of the store: deliveries due, their payloads, their outcomes.
 
 A delivery is queued by the script that changes the job (``add_hook`` in
-workers/lua/_prelude.lua): an entry of ``jobgate:hooks`` (webhook id → what
-to deliver, JSON) and of ``jobgate:hooks:due`` (scored by when it is due).
+workers/lua/_prelude.lua): an entry of ``jobgate:{hooks}`` (webhook id → what
+to deliver, JSON) and of ``jobgate:{hooks}:due`` (scored by when it is due).
 Whoever dispatches (the sweep; a worker or the API right after the change)
 *claims* due ones atomically, moving each WEBHOOK_CLAIM_MS ahead, and hands it
 to a task; the task's outcome removes it (delivered, given up) or reschedules
@@ -33,12 +33,12 @@ end
 return ids
 """
 
-# KEYS: hooks hash, due set, the job's record. ARGV: id, state (pending =
-# retry, delivered, failed), attempts, HTTP status ('' = none), retry delay
-# ms, the delivery's JSON (kept for the retry), TTL ms of the bookkeeping.
-# The record shows the state when this is still its latest delivery.
-# Returns 0 when the delivery was already settled.
-SETTLE_LUA = """
+# KEYS: hooks hash, due set (one slot: keys.py), then (single mode) the
+# job's record. ARGV: id, state (pending = retry, delivered, failed),
+# attempts, HTTP status ('' = none), retry delay ms, the delivery's JSON (kept
+# for the retry), TTL ms of the bookkeeping. Returns 0 when the delivery was
+# already settled.
+_SETTLE_DELIVERY = """
 local id, state = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', KEYS[1], id) == 0 then
   return 0
@@ -54,16 +54,30 @@ else
   redis.call('HDEL', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
 end
-if redis.call('HGET', KEYS[3], 'cbn') == id then
-  redis.call('HSET', KEYS[3], 'cbs', state, 'cba', ARGV[3])
+"""
+
+# The record shows the state when this is still its latest delivery. KEYS:
+# ..., the job's record last. ARGV as above.
+_SETTLE_RECORD = """
+local record = KEYS[#KEYS]
+if redis.call('HGET', record, 'cbn') == ARGV[1] then
+  redis.call('HSET', record, 'cbs', ARGV[2], 'cba', ARGV[3])
   if ARGV[4] == '' then
-    redis.call('HDEL', KEYS[3], 'cbh')
+    redis.call('HDEL', record, 'cbh')
   else
-    redis.call('HSET', KEYS[3], 'cbh', ARGV[4])
+    redis.call('HSET', record, 'cbh', ARGV[4])
   end
 end
 return 1
 """
+
+# Single mode: both in one step.
+SETTLE_LUA = _SETTLE_DELIVERY + _SETTLE_RECORD
+# Redis Cluster: the record is in the job's slot, the deliveries in theirs: the
+# delivery settled first, then the record (a crash between the two leaves the
+# record's callback state one attempt behind; the delivery itself is right).
+SETTLE_DELIVERY_LUA = _SETTLE_DELIVERY + "return 1\n"
+SETTLE_RECORD_LUA = _SETTLE_RECORD
 
 
 class Hooks(StoreCore):
@@ -80,6 +94,16 @@ class Hooks(StoreCore):
         if script is None:
             script = self._settle_script = self.redis.register_script(SETTLE_LUA)
         return script
+
+    @property
+    def _settle_split(self) -> tuple[Any, Any]:
+        scripts = getattr(self, "_settle_split_scripts", None)
+        if scripts is None:
+            scripts = self._settle_split_scripts = (
+                self.redis.register_script(SETTLE_DELIVERY_LUA),
+                self.redis.register_script(SETTLE_RECORD_LUA),
+            )
+        return scripts
 
     @backend_errors
     def claim_hooks(self, batch: int = limits.WEBHOOK_BATCH) -> list[str]:
@@ -105,17 +129,23 @@ class Hooks(StoreCore):
     ) -> bool:
         """Record one attempt's outcome: ``PENDING`` retries after ``retry_ms``,
         ``DELIVERED``/``FAILED`` end the delivery. False if already settled."""
+        args = [
+            hook_id,
+            state.value,
+            payload.get("attempts", 0),
+            "" if http_status is None else http_status,
+            retry_ms,
+            orjson.dumps(payload).decode(),
+            self._index_ttl * 1000,
+        ]
+        if self.cluster:
+            delivery, record = self._settle_split
+            if not delivery(keys=[keyspace.HOOKS, keyspace.HOOKS_DUE], args=args):
+                return False
+            record(keys=[record_key], args=args)
+            return True
         applied: Any = self._settle(
-            keys=[keyspace.HOOKS, keyspace.HOOKS_DUE, record_key],
-            args=[
-                hook_id,
-                state.value,
-                payload.get("attempts", 0),
-                "" if http_status is None else http_status,
-                retry_ms,
-                orjson.dumps(payload).decode(),
-                self._index_ttl * 1000,
-            ],
+            keys=[keyspace.HOOKS, keyspace.HOOKS_DUE, record_key], args=args
         )
         return bool(applied)
 

@@ -29,7 +29,10 @@ class Liveness(StoreCore):
         """Record that ``worker`` is alive, consuming ``queues``; entries older
         than ``ttl`` are trimmed."""
         now = float(self.redis.time()[0])
-        pipe = self.redis.pipeline(transaction=True)
+        # One step where one Redis holds both sets; a Cluster has no
+        # transaction across slots, and a heartbeat half written is rewritten
+        # at the next one.
+        pipe = self.redis.pipeline(transaction=not self.cluster)
         for key in [keyspace.WORKERS, *(keyspace.queue_workers(q) for q in queues)]:
             pipe.zadd(key, {worker: now})
             pipe.zremrangebyscore(key, "-inf", now - ttl)
@@ -52,11 +55,15 @@ class Liveness(StoreCore):
         queues = self.queues()
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keyspace.STATS)
-        pipe.time()
+        if not self.cluster:  # no TIME in a cluster pipeline (it names no key)
+            pipe.time()
         for queue in queues:
             for index in [keyspace.queue_index(queue), *self.queue_indexes(queue)]:
                 pipe.zcard(index)
-        stats, (now, _), *counts = pipe.execute()
+        replies = pipe.execute()
+        if self.cluster:
+            replies.insert(1, self.redis.time())
+        stats, (now, _), *counts = replies
         per_queue = len(counts) // len(queues)
         queued = {
             queue: sum(int(n) for n in counts[i * per_queue : (i + 1) * per_queue])

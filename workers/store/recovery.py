@@ -59,10 +59,7 @@ class Recovery(StoreCore):
             members: Any = self.redis.zrangebyscore(keyspace.DUE, "-inf", now_ms, 0, batch)
             if not members:
                 return looked
-            pipe = self.redis.pipeline(transaction=False)
-            for member in members:
-                self._run("sweep_job", JobKeys.from_task_arg(str(member)), client=pipe)
-            pipe.execute()
+            self._run_many("sweep_job", [(JobKeys.from_task_arg(str(m)), ()) for m in members])
             looked += len(members)
             if len(members) < batch:
                 return looked
@@ -136,7 +133,7 @@ class Recovery(StoreCore):
         where = self.broker.find(list(candidates))
         held_since = time.time() - (grace_ms / 1000 + self.settings.shutdown_grace)
         clear = self.redis.pipeline(transaction=False)
-        check = self.redis.pipeline(transaction=False)
+        lost: list[tuple[JobKeys, tuple[Any, ...]]] = []
         for message_id, (keys, seq, suspected) in candidates.items():
             place = where.get(message_id, "")
             if place == "unknown":  # behind more messages than one look reads
@@ -147,9 +144,9 @@ class Recovery(StoreCore):
                 if suspected:
                     clear.hdel(keys.record, "absent")
                 continue
-            self._run("lost_message", keys, seq, client=check)
+            lost.append((keys, (seq,)))
         clear.execute()
-        outcomes = [LostOutcome(reply[0]) for reply in check.execute()]
+        outcomes = [LostOutcome(reply[0]) for reply in self._run_many("lost_message", lost)]
         return sum(1 for o in outcomes if o in (LostOutcome.REQUEUED, LostOutcome.FAILED))
 
     def _waiting_messages(self, grace_ms: int) -> dict[str, tuple[JobKeys, str, bool]]:
@@ -167,11 +164,15 @@ class Recovery(StoreCore):
             return {}
         many = [JobKeys.from_task_arg(m) for m in members]
         pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
+        if not self.cluster:  # no TIME in a cluster pipeline (it names no key)
+            pipe.time()
         for keys in many:
             pipe.hmget(keys.record, "status", "sent", "msgs", "absent")
         pipe.zmscore(keyspace.REQUEUE, members)
-        now_reply, *fields, requeued = pipe.execute()
+        replies = pipe.execute()
+        if self.cluster:
+            replies.insert(0, self.redis.time())
+        now_reply, *fields, requeued = replies
         now_ms = redis_ms(now_reply)
         candidates: dict[str, tuple[JobKeys, str, bool]] = {}
         for keys, (status, sent_raw, msgs, absent), resend in zip(

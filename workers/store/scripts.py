@@ -80,14 +80,21 @@ SCRIPT_KEYS: tuple[tuple[str, KeyBuilder], ...] = (
 )
 
 
+# The job's own keys (one hash slot) come first; the shared indexes follow.
+JOB_KEY_COUNT = len(JobKeys("t", "i").all())
+INDEX_KEYS: dict[str, KeyBuilder] = dict(SCRIPT_KEYS[JOB_KEY_COUNT:])
+
+
 @functools.lru_cache(maxsize=4096)
-def script_keys(job: JobKeys, queue_key: str) -> list[str]:
+def script_keys(job: JobKeys, queue_key: str, *, cluster: bool = False) -> list[str]:
     """The KEYS of any script for ``job``, in the order the prelude names them
-    (``queue_key``: a queue index, ``keyspace.queue_index``).
+    (``queue_key``: a queue index, ``keyspace.queue_index``); in cluster mode
+    the job's own keys only (workers/lua/_cluster.lua).
 
     Cached: a worker calls two or three scripts per job with the same keys,
     and a polled job is read again and again (the list is only ever read)."""
-    return [build(job, queue_key) for _name, build in SCRIPT_KEYS]
+    builders = SCRIPT_KEYS[:JOB_KEY_COUNT] if cluster else SCRIPT_KEYS
+    return [build(job, queue_key) for _name, build in builders]
 
 
 # -- common ARGV ----------------------------------------------------------------
@@ -155,24 +162,45 @@ def observe_lua() -> str:
     return (LUA_DIR / "_observe.lua").read_text()
 
 
-def generated_prelude() -> str:
-    """The Lua declarations rendered from Python's constants, tables and ARGV."""
+def generated_prelude(cluster: bool = False) -> str:
+    """The Lua declarations rendered from Python's constants, tables and ARGV.
+
+    In cluster mode the shared indexes are names, not KEYS, and the last ARGV
+    is CLUSTER_IN, a JSON object of what the store read from them before."""
     lines = [lua_constants().rstrip("\n")]
-    lines += [f"local {name} = KEYS[{i}]" for i, (name, _build) in enumerate(SCRIPT_KEYS, start=1)]
+    lines.append(f"local CLUSTER = {'true' if cluster else 'false'}")
+    for i, (name, _build) in enumerate(SCRIPT_KEYS, start=1):
+        value = _lua_string(name) if cluster and name in INDEX_KEYS else f"KEYS[{i}]"
+        lines.append(f"local {name} = {value}")
     hints = get_type_hints(CommonArgs)
     for i, field in enumerate(CommonArgs._fields, start=1):
         numeric = hints[field] is int
         value = f"tonumber(ARGV[{i}])" if numeric else f"ARGV[{i}]"
         lines.append(f"local {field.upper()} = {value}")
-    lines.append(f"local ARGS = {{unpack(ARGV, {len(CommonArgs._fields) + 1})}}")
+    first = len(CommonArgs._fields) + 1
+    if cluster:
+        names = ", ".join(_lua_string(name) for name in INDEX_KEYS)
+        lines.append(f"local INDEX_NAMES = {{{names}}}")
+        lines.append("local CLUSTER_IN = cjson.decode(ARGV[#ARGV])")
+        lines.append(f"local ARGS = {{unpack(ARGV, {first}, #ARGV - 1)}}")
+    else:
+        lines.append(f"local ARGS = {{unpack(ARGV, {first})}}")
     return "\n".join(lines) + "\n"
 
 
-def lua_source(name: str) -> str:
-    """The full text of script ``name``: generated prelude, shared Lua, its own."""
+def lua_source(name: str, cluster: bool = False) -> str:
+    """The full text of script ``name``: generated prelude, shared Lua, its own.
+
+    In cluster mode the cluster shim (workers/lua/_cluster.lua) comes before
+    the shared Lua, and the script's own body runs as a function whose reply
+    is returned with the index commands it deferred: {reply, DEFERRED}."""
     shared = (LUA_DIR / "_prelude.lua").read_text()
     own = (LUA_DIR / f"{name}.lua").read_text()
-    return generated_prelude() + observe_lua() + shared + "\n" + own
+    if not cluster:
+        return generated_prelude() + observe_lua() + shared + "\n" + own
+    shim = (LUA_DIR / "_cluster.lua").read_text()
+    body = f"local function script_body()\n{own}\nend\nreturn {{script_body(), DEFERRED}}\n"
+    return generated_prelude(cluster=True) + shim + observe_lua() + shared + "\n" + body
 
 
 # -- replies ----------------------------------------------------------------

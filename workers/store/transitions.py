@@ -69,7 +69,11 @@ class JobStore(Recovery, Liveness, Hooks):
         client = redis_client(settings)
         broker_client = None
         if settings.broker_url != settings.redis_url and is_redis_url(settings.broker_url):
-            broker_client = redis_client(settings.with_overrides(redis_url=settings.broker_url))
+            # The broker is a Redis of its own, a single server, whatever the state's mode.
+            broker_settings = settings.with_overrides(
+                redis_url=settings.broker_url, redis_mode="single"
+            )
+            broker_client = redis_client(broker_settings)
         return cls(
             client,
             settings,
@@ -155,7 +159,9 @@ class JobStore(Recovery, Liveness, Hooks):
     def discard(self, keys: JobKeys) -> None:
         """Undo a create whose task could not be enqueued: leave nothing behind."""
         queue, priority = self.redis.hmget(keys.record, "queue", "priority")
-        pipe = self.redis.pipeline(transaction=True)
+        # One step where one Redis holds it all; a Cluster has no transaction
+        # across slots (the job's keys, then its queue index).
+        pipe = self.redis.pipeline(transaction=not self.cluster)
         if queue and priority is not None:
             pipe.zrem(keyspace.queue_index(str(queue), int(priority)), keys.task_arg())
         pipe.delete(*keys.all())
@@ -181,11 +187,9 @@ class JobStore(Recovery, Liveness, Hooks):
     ) -> list[JobRecord | JobgateError]:
         """Read several jobs in one round trip (a pipeline of reads)."""
         limit = -1 if inline_max is None else inline_max
-        pipe = self.redis.pipeline(transaction=False)
-        for keys in many:
-            self._run("read_job", keys, int(poll), limit, 0, client=pipe)
+        replies = self._run_many("read_job", [(keys, (int(poll), limit, 0)) for keys in many])
         outcomes: list[JobRecord | JobgateError] = []
-        for keys, reply in zip(many, pipe.execute(), strict=True):
+        for keys, reply in zip(many, replies, strict=True):
             try:
                 outcomes.append(_record_or_raise(keys, reply))
             except (JobNotFound, JobExpired) as exc:
