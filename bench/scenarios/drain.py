@@ -30,6 +30,7 @@ from typing import Any
 import redis
 from flask import Flask
 
+from app.context import Jobgate
 from bench.baselines.celery_app import NOOP
 from bench.common import (
     BenchError,
@@ -51,6 +52,7 @@ from workers import registry
 from workers.broker import queue_lists
 from workers.config import Settings
 from workers.keys import JobKeys
+from workers.queues import job_queue
 from workers.store import CreateOutcome
 from workers.store.values import canonical_params
 
@@ -95,7 +97,7 @@ def jobgate_app(settings: Settings) -> Flask:
 
 def submit_jobgate(app: Flask, count: int, prefix: str, **job: Any) -> list[JobKeys]:
     """Create and enqueue ``count`` demo.count jobs the way POST /v1/jobs does."""
-    service = app.extensions["jobgate"]
+    service: Jobgate = app.extensions["jobgate"]
     job_type = registry.get("demo.count")
     assert job_type is not None
     params = job.pop("params", {"n": 1})
@@ -111,10 +113,12 @@ def submit_jobgate(app: Flask, count: int, prefix: str, **job: Any) -> list[JobK
             poll_timeout=job.get("poll_timeout", 3600),
             retention=job.get("retention", service.settings.retention_default),
             max_runtime=max_runtime,
+            queue=job_queue(service.settings, job_type.queue),
+            priority=job_type.priority,
         )
         if outcome is not CreateOutcome.CREATED:
             raise BenchError(f"create answered {outcome!r}")
-        service.enqueue(keys, job_type)
+        service.enqueue(keys, job_type, job_type.priority)
         created.append(keys)
     return created
 
