@@ -25,18 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from jobgate.redis_server import RedisServer  # noqa: E402
 from tests.integration.conftest import make_test_settings  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.support.harness import LiveServer, start_worker, wait_until  # noqa: E402
 from workers.store import JobStore  # noqa: E402
 
 KEY = "console-screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DOCS = ROOT / "docs"
 
 
@@ -89,7 +82,7 @@ def main() -> None:
             running = submit(url, n=100, delay=0.4)
             wait_until(lambda: status(url, running)["progress"] >= 35, 120, "35 %", step=0.5)
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 wide = {"viewport": {"width": 1280, "height": 800}}
 
                 page = signed_in_page(browser, url, "/console", **wide)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,13 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.harness import LiveServer, wait_until
 from workers.config import Settings
 
 # A browser, a page and a job each: minutes on a loaded machine, not seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Generous: this machine is shared and loaded; nothing here waits a fixed time.
 STEP_TIMEOUT_MS = 60_000
 JOB_TIMEOUT_S = 120

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -73,7 +72,33 @@ class SentinelProcess:
         self._dir.cleanup()
 
 
-class SentinelSet:
+class _Servers:
+    """``with``: ``start()`` on entry (what it started is closed if it fails),
+    ``close()`` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SentinelSet(_Servers):
     """A primary, one replica and three sentinels (quorum 2)."""
 
     def __init__(self, down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
@@ -83,7 +108,7 @@ class SentinelSet:
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelProcess] = []
 
-    def start(self) -> SentinelSet:
+    def start(self) -> Self:
         self.primary.start()
         self.replica = RedisServer(
             None, "--replicaof", "127.0.0.1", str(self.primary.port), *FAST_SYNC
@@ -129,23 +154,8 @@ class SentinelSet:
             if server is not None:
                 server.close()
 
-    def __enter__(self) -> SentinelSet:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Cluster:
+class Cluster(_Servers):
     """``masters`` redis-servers in cluster mode, no replicas, every slot covered."""
 
     def __init__(self, masters: int = 3) -> None:
@@ -160,7 +170,7 @@ class Cluster:
     def url(self) -> str:
         return self.nodes[0].url
 
-    def start(self) -> Cluster:
+    def start(self) -> Self:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
@@ -176,27 +186,11 @@ class Cluster:
 
     def _ok(self) -> bool:
         for node in self.nodes:
-            client = redis.Redis(port=node.port, decode_responses=True)
-            if client.cluster("INFO").get("cluster_state") != "ok":
-                time.sleep(0.1)
-                return False
+            with redis.Redis(port=node.port, decode_responses=True) as client:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    return False
         return True
 
     def close(self) -> None:
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> Cluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
