@@ -12,12 +12,13 @@ local JOB_ID = string.match(MEMBER, '^[^:]*:(.*)$')
 -- The job's queue index (workers/keys.py queue_index): that of its queue and
 -- its priority, both in its record from its creation. Else KEYS' K_QUEUE: the
 -- create script's, or the index of a job made before queues had priorities.
-local QUEUE_NAME = redis.call('HGET', K_RECORD, 'queue')
+local placed = redis.call('HMGET', K_RECORD, 'queue', 'priority')
+local QUEUE_NAME, PRIORITY = placed[1], tonumber(placed[2])
 local function priority_index(priority)
   return QUEUE_INDEX_PREFIX .. QUEUE_NAME .. ':' .. priority
 end
 if QUEUE_NAME then
-  K_QUEUE = priority_index(redis.call('HGET', K_RECORD, 'priority'))
+  K_QUEUE = priority_index(PRIORITY)
 end
 
 -- How many jobs a worker of its queue takes before this waiting one: those
@@ -27,7 +28,7 @@ local function queue_position()
   if not rank or not QUEUE_NAME then
     return rank or false
   end
-  for p = tonumber(redis.call('HGET', K_RECORD, 'priority')) + 1, HIGHEST_PRIORITY do
+  for p = PRIORITY + 1, HIGHEST_PRIORITY do
     rank = rank + redis.call('ZCARD', priority_index(p))
   end
   return rank

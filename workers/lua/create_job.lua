@@ -32,7 +32,7 @@ redis.call('HSET', K_RECORD, 'type', job_type, 'params', params,
   'status', STATUS_INITIALIZED, 'progress', 0, 'message', 'Queued', 'created', now, 'sent', now,
   'poll_timeout', poll_timeout, 'retention', ARGS[4], 'max_runtime', ARGS[5], 'attempt', 0,
   'max_attempts', ARGS[7], 'msgs', 1, 'queue', ARGS[10], 'priority', ARGS[11])
-QUEUE_NAME = ARGS[10]
+QUEUE_NAME, PRIORITY = ARGS[10], tonumber(ARGS[11])
 if ARGS[9] and ARGS[9] ~= '' then
   redis.call('HSET', K_RECORD, 'rid', ARGS[9])
 end
